@@ -1,0 +1,145 @@
+"""The shape of ``watchdog.yaml``: each section a frozen dataclass, each key declared once with its docs.
+
+``docs/config.md`` is generated from these declarations (``python -m watchdog.config``) and a test keeps it
+current.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from watchdog.config._schema import Duration, FilePath, Regex, Size, at_least, setting
+
+Report = Callable[[str | None, str], None]
+
+BUNDLED_RULES = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"
+"""The default rule pack, used when a config names none (present in a source checkout)."""
+
+
+def _http_url(value: str) -> str | None:
+    u = urllib.parse.urlsplit(value)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        return f"expected an http:// or https:// URL with a host, got {value!r}"
+    try:
+        u.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return f"invalid port in URL {value!r}"
+    return None
+
+
+def _host_port(value: str) -> str | None:
+    m = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})", value)
+    if m is None or not 0 < int(m.group(2)) < 65536:
+        return f"expected HOST:PORT such as '127.0.0.1:9464', got {value!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class Match:
+    """How to find a target's process. Give exactly one of ``pid``, ``pidfile`` or ``cmdline``."""
+
+    pid: int | None = setting(None, doc="A fixed process id.", check=at_least(1))
+    pidfile: FilePath | None = setting(None, doc="A file holding the process id, re-read every tick.")
+    cmdline: Regex | None = setting(
+        None, doc="A regular expression searched in the process's command line (arguments joined by spaces)."
+    )
+
+    def __config_check__(self, report: Report) -> None:
+        given = [k for k in ("pid", "pidfile", "cmdline") if getattr(self, k) is not None]
+        if len(given) != 1:
+            what = "none" if not given else " and ".join(repr(g) for g in given)
+            report(None, f"give exactly one of 'pid', 'pidfile' or 'cmdline' (got {what})")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server to watch: how to find it, where its metrics are, which probes exercise it."""
+
+    name: str = setting(doc="A short name used in logs, metrics labels and alerts.")
+    match: Match = setting(doc="How to find the process.")
+    workers: Literal["auto", "self", "children"] = setting(
+        "auto",
+        doc="Which processes are the workers: `children` of the matched process (a gunicorn master or "
+        "`uvicorn --workers` supervisor), the process `self`, or `auto` (children when it has any).",
+    )
+    metrics_url: str | None = setting(None, doc="The server's Prometheus endpoint.", check=_http_url)
+    probes: list[FilePath] = setting(doc="Probe definition files (see `probes/`).", factory=list)
+    memory_limit: Size | None = setting(
+        None, doc="Memory limit per worker for projections; the cgroup limit is used when unset."
+    )
+    min_healthy_workers: int = setting(1, doc="Never recycle below this many healthy workers.", check=at_least(0))
+
+    def __config_check__(self, report: Report) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name):
+            report("name", f"use letters, digits, '_', '.' or '-' only (got {self.name!r})")
+
+
+@dataclass(frozen=True)
+class Server:
+    """The watchdog's own HTTP server: `/metrics`, `/healthz`, `/v1/status`."""
+
+    listen: str = setting("127.0.0.1:9464", doc="Address to bind, HOST:PORT.", check=_host_port)
+    token: str | None = setting(
+        None, doc="Bearer token required by endpoints that can act; write it as `${WATCHDOG_TOKEN}`."
+    )
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The blast-radius budget every recycle passes through."""
+
+    max_recycles: int = setting(3, doc="Recycles allowed per target within `window`.", check=at_least(0))
+    window: Duration = setting(Duration(900.0), doc="The sliding window `max_recycles` counts over.")
+    cooldown: Duration = setting(Duration(300.0), doc="Minimum time between two recycles of one worker.")
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A JSON webhook that receives every notification."""
+
+    url: str = setting(doc="Where to POST.", check=_http_url)
+    headers: dict[str, str] = setting(doc="Extra headers; use `${VAR}` for secrets.", factory=dict)
+    timeout: Duration = setting(Duration(5.0), doc="Per-attempt timeout.")
+    retries: int = setting(3, doc="Attempts after the first, with exponential backoff and jitter.", check=at_least(0))
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Where alerts go."""
+
+    webhooks: list[Webhook] = setting(doc="JSON webhooks.", factory=list)
+
+
+@dataclass(frozen=True)
+class Intervals:
+    """How often each signal is sampled."""
+
+    process: Duration = setting(Duration(2.0), doc="psutil and cgroup facts.")
+    metrics: Duration = setting(Duration(5.0), doc="Scrapes of each target's `metrics_url`.")
+    stacks: Duration = setting(Duration(5.0), doc="py-spy stack sampling of each worker.")
+    probes: Duration = setting(Duration(10.0), doc="Deep probes.")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole `watchdog.yaml`."""
+
+    targets: list[Target] = setting(doc="The servers to watch.")
+    rules: list[FilePath] = setting(doc="Rule pack files; the bundled `rules/default.yaml` when empty.", factory=list)
+    dry_run: bool = setting(False, doc="Shadow mode: evaluate and record every action as 'would have', act on none.")
+    server: Server = setting(doc="The watchdog's own HTTP server.", factory=Server)
+    budget: Budget = setting(doc="Limits on recycling.", factory=Budget)
+    notify: Notify = setting(doc="Alert destinations.", factory=Notify)
+    intervals: Intervals = setting(doc="Sampling intervals.", factory=Intervals)
+
+    def __config_check__(self, report: Report) -> None:
+        if not self.targets:
+            report("targets", "name at least one target")
+        names = [t.name for t in self.targets]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            report("targets", f"target name {name!r} is used more than once")
