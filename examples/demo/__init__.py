@@ -1,0 +1,1 @@
+"""The demo MCP server (fault lab): ``python -m examples.demo serve`` and ``python -m examples.demo inject``."""

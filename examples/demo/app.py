@@ -1,0 +1,244 @@
+"""The fault lab: a real MCP server (official SDK) whose tools reproduce our users' real failures on demand.
+
+Served by gunicorn with uvicorn workers (see ``gunicorn_conf.py`` and ``python -m examples.demo serve``). Every
+tool result carries the pid of the worker that served it. The faults, and the war story each comes from:
+
+=============  =====================================================================================
+``echo``       cheap and healthy: the deep-probe target
+``crunch``     legitimate CPU-bound work in slices: busy but healthy, must never be taken for a spin
+``stubborn``   swallows cancellation; when the client abandons the call the worker is left in a real
+               anyio ``CancelScope._deliver_cancellation`` spin (seed 001, anyio #695)
+``leak``       fire-and-forget tasks that each hold memory: a steady RSS ramp (seed 000)
+``downstream`` calls the slow local downstream through a bounded limiter with an in-flight gauge (seed 000)
+``block``      blocks the event loop synchronously: a hung worker, not a spin
+``churn``      a new HTTP client per call, never closed: sockets and fds grow (seed 002)
+=============  =====================================================================================
+
+Environment: ``DEMO_DOWNSTREAM_URL`` (the slow downstream), ``DEMO_DOWNSTREAM_LIMIT`` (limiter size, default 4),
+``DEMO_STATEFUL=1`` (stateful streamable-HTTP sessions instead of stateless; needs a single worker or sticky
+routing), ``PROMETHEUS_MULTIPROC_DIR`` (set by the launcher: metrics of every worker on one ``/metrics``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskGroup
+from mcp.server.mcpserver import Context, MCPServer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+PID = os.getpid()
+DOWNSTREAM_URL = os.environ.get("DEMO_DOWNSTREAM_URL", "http://127.0.0.1:8001")
+DOWNSTREAM_LIMIT = int(os.environ.get("DEMO_DOWNSTREAM_LIMIT", "4"))
+STATEFUL = os.environ.get("DEMO_STATEFUL") == "1"
+MAX_LEAK_BYTES = 1 << 30  # a fault lab must not take the machine down with it
+
+# In multiprocess mode, "liveall" gauges keep a pid label per live worker: that is how the sidecar tells the
+# workers apart on one /metrics page.
+TOOL_CALLS = Counter("demo_tool_calls_total", "Tool calls started, by tool.", ["tool"])
+DOWNSTREAM_IN_FLIGHT = Gauge(
+    "demo_downstream_in_flight", "Downstream calls in flight in this worker.", multiprocess_mode="liveall"
+)
+DOWNSTREAM_LIMIT_GAUGE = Gauge(
+    "demo_downstream_limit", "Limit on concurrent downstream calls per worker.", multiprocess_mode="liveall"
+)
+DOWNSTREAM_WAITING = Gauge(
+    "demo_downstream_waiting", "Callers waiting for a downstream slot.", multiprocess_mode="liveall"
+)
+LEAKED_BYTES = Gauge("demo_leaked_bytes", "Bytes held by the leak tool's tasks.", multiprocess_mode="liveall")
+OPEN_CLIENTS = Gauge(
+    "demo_unclosed_clients", "HTTP clients churn opened and never closed.", multiprocess_mode="liveall"
+)
+WORKER_UP = Gauge("demo_worker_up", "1 while this worker serves.", multiprocess_mode="liveall")
+
+
+class _State:
+    """Per-worker state the tools share. Created in the worker, never in the gunicorn master."""
+
+    background: TaskGroup | None = None
+    downstream: aiohttp.ClientSession | None = None
+    limiter = anyio.Semaphore(DOWNSTREAM_LIMIT)
+    leaked: list[bytes] = []  # noqa: RUF012 - module-level state is the point of a leak
+    unclosed: list[aiohttp.ClientSession] = []  # noqa: RUF012
+
+
+mcp = MCPServer("mcp-watchdog-demo", instructions="A fault lab: each tool reproduces a real production failure.")
+
+
+def _served(**fields: Any) -> dict[str, Any]:
+    return {"pid": PID, **fields}
+
+
+@mcp.tool()
+async def echo(text: str = "ping") -> dict[str, Any]:
+    """Return the text and the serving worker's pid. Cheap and healthy: the deep-probe target."""
+    TOOL_CALLS.labels("echo").inc()
+    return _served(text=text)
+
+
+def _crunch_slice(n: int) -> int:
+    """A few milliseconds of honest pure-Python arithmetic (what py-spy should name as the hot frame)."""
+    acc = 0
+    for i in range(n):
+        acc = (acc * 31 + i * i) % 1_000_003
+    return acc
+
+
+@mcp.tool()
+async def crunch(seconds: float = 5.0, ctx: Context | None = None) -> dict[str, Any]:
+    """Burn CPU for `seconds` in short slices, yielding to the loop between them: busy, healthy, responsive."""
+    TOOL_CALLS.labels("crunch").inc()
+    if ctx is not None:
+        await ctx.report_progress(0, 1, f"pid={PID}")
+    deadline = time.monotonic() + min(seconds, 300.0)
+    slices = 0
+    while time.monotonic() < deadline:
+        _crunch_slice(20_000)
+        slices += 1
+        await anyio.lowlevel.checkpoint()
+    return _served(seconds=seconds, slices=slices)
+
+
+@mcp.tool()
+async def stubborn(ctx: Context) -> dict[str, Any]:
+    """Wait forever and swallow cancellation. Abandon the call and this worker spins in `_deliver_cancellation`.
+
+    The pid is sent as a progress notification first, because a call that never returns cannot say who took it.
+    """
+    TOOL_CALLS.labels("stubborn").inc()
+    await ctx.report_progress(0, 1, f"pid={PID}")
+    while True:
+        try:
+            await anyio.sleep(3600)
+        except anyio.get_cancelled_exc_class():
+            pass
+
+
+async def _hold_memory(rate: float, seconds: float) -> None:
+    """One fire-and-forget task of seed 000: it grabs memory at `rate` bytes/s and keeps it."""
+    step = 0.1
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        held = sum(len(b) for b in _State.leaked)
+        chunk = min(int(rate * step), MAX_LEAK_BYTES - held)
+        if chunk <= 0:
+            break
+        _State.leaked.append(b"\xa5" * chunk)  # written, so resident: bytes(n) would stay lazily zeroed
+        LEAKED_BYTES.set(held + chunk)
+        await anyio.sleep(step)
+
+
+@mcp.tool()
+async def leak(mb_per_s: float = 10.0, seconds: float = 60.0) -> dict[str, Any]:
+    """Start a background task in this worker that holds `mb_per_s` more MiB every second, for `seconds`."""
+    TOOL_CALLS.labels("leak").inc()
+    if _State.background is None:
+        raise RuntimeError("the worker's background task group is not running")
+    _State.background.start_soon(_hold_memory, mb_per_s * 1024 * 1024, seconds)
+    return _served(mb_per_s=mb_per_s, seconds=seconds)
+
+
+@mcp.tool()
+async def downstream(max_seconds: float = 60.0) -> dict[str, Any]:
+    """Call the slow downstream through the worker's bounded limiter: callers wait (backpressure)."""
+    TOOL_CALLS.labels("downstream").inc()
+    assert _State.downstream is not None
+    DOWNSTREAM_WAITING.inc()
+    try:
+        await _State.limiter.acquire()
+    finally:
+        DOWNSTREAM_WAITING.dec()
+    DOWNSTREAM_IN_FLIGHT.inc()
+    try:
+        started = time.monotonic()
+        async with _State.downstream.get(
+            f"{DOWNSTREAM_URL}/work", timeout=aiohttp.ClientTimeout(total=max_seconds)
+        ) as resp:
+            body = await resp.json()
+        return _served(status=resp.status, downstream_seconds=round(time.monotonic() - started, 3), **body)
+    finally:
+        DOWNSTREAM_IN_FLIGHT.dec()
+        _State.limiter.release()
+
+
+@mcp.tool()
+async def block(seconds: float = 5.0, ctx: Context | None = None) -> dict[str, Any]:
+    """Block this worker's event loop with a synchronous sleep: nothing else runs in it meanwhile."""
+    TOOL_CALLS.labels("block").inc()
+    if ctx is not None:
+        await ctx.report_progress(0, 1, f"pid={PID}")
+        await anyio.sleep(0.05)  # let the progress notification leave before the loop stops
+    time.sleep(min(seconds, 600.0))  # noqa: ASYNC251 - blocking the loop is this tool's whole purpose
+    return _served(seconds=seconds)
+
+
+@mcp.tool()
+async def churn(calls: int = 1) -> dict[str, Any]:
+    """Open a new HTTP client per call (here `calls` of them), use it once and never close it (seed 002)."""
+    TOOL_CALLS.labels("churn").inc()
+    for _ in range(max(1, min(calls, 1000))):
+        client = aiohttp.ClientSession()  # the bug: a client per request, kept and never closed
+        _State.unclosed.append(client)
+        async with client.get(f"{DOWNSTREAM_URL}/ping") as resp:
+            await resp.read()
+    OPEN_CLIENTS.set(len(_State.unclosed))
+    return _served(unclosed_clients=len(_State.unclosed))
+
+
+async def health(_: Request) -> Response:
+    """The shallow health check of the war stories: it stays green through every fault above except `block`."""
+    return JSONResponse({"status": "ok", "pid": PID})
+
+
+async def metrics(_: Request) -> Response:
+    registry: Any = None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    data = generate_latest(registry) if registry is not None else generate_latest()
+    return Response(data, media_type=CONTENT_TYPE_LATEST)
+
+
+@contextlib.asynccontextmanager
+async def _worker_lifespan(app: Starlette) -> AsyncIterator[None]:
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(mcp.session_manager.run())
+        _State.downstream = await stack.enter_async_context(aiohttp.ClientSession())
+        _State.background = await stack.enter_async_context(anyio.create_task_group())
+        DOWNSTREAM_LIMIT_GAUGE.set(DOWNSTREAM_LIMIT)
+        DOWNSTREAM_IN_FLIGHT.set(0)
+        WORKER_UP.set(1)
+        try:
+            yield
+        finally:
+            WORKER_UP.set(0)
+            _State.background.cancel_scope.cancel()
+
+
+def create_app() -> Starlette:
+    """The ASGI app: streamable HTTP at /mcp, SSE at /sse (+ /messages/), /health and /metrics."""
+    streamable = mcp.streamable_http_app(stateless_http=not STATEFUL)
+    sse = mcp.sse_app()
+    routes: list[BaseRoute] = [
+        *streamable.routes,
+        *sse.routes,
+        Route("/health", health),
+        Route("/metrics", metrics),
+    ]
+    return Starlette(routes=routes, lifespan=_worker_lifespan)
+
+
+app = create_app()
