@@ -78,7 +78,7 @@ async def running(
                 outcome["result"] = _result(
                     await client.call_tool(tool, arguments or {}, progress_callback=on_progress)
                 )
-            except Exception as exc:  # reported to the caller through RunningCall.error
+            except Exception as exc:  # noqa: BLE001 - reported to the caller through RunningCall.error
                 outcome["error"] = exc
             finally:
                 finished.set()

@@ -52,7 +52,7 @@ def test_a_good_config_passes_and_reads_back(
     monkeypatch.setenv("WATCHDOG_TEST_TOKEN", "s3cret")
     code, out, err = check(tmp_path, GOOD, capsys)
     assert (code, err) == (0, "")
-    assert "OK (1 target)" in out
+    assert "OK (1 target, " in out
     cfg = load_config(tmp_path / "watchdog.yaml")
     assert isinstance(cfg, Config)
     assert cfg.targets[0].memory_limit == 512 * 2**20

@@ -26,7 +26,21 @@ from watchdog.config._schema import (
     try_parse,
 )
 from watchdog.config._yaml import MappingNode, Node, ScalarNode, SequenceNode, line_of, read_yaml, scalar_value
-from watchdog.config.model import BUNDLED_RULES, Budget, Config, Intervals, Match, Notify, Server, Target, Webhook
+from watchdog.config.model import (
+    BUNDLED_RULES,
+    Budget,
+    Config,
+    Intervals,
+    Logging,
+    Match,
+    Notify,
+    Recycle,
+    Server,
+    Stacks,
+    Target,
+    Webhook,
+    Windows,
+)
 from watchdog.config.units import format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
@@ -38,17 +52,21 @@ __all__ = [
     "FilePath",
     "Intervals",
     "Invalid",
+    "Logging",
     "MappingNode",
     "Match",
     "Node",
     "Notify",
+    "Recycle",
     "Regex",
     "ScalarNode",
     "SequenceNode",
     "Server",
     "Size",
+    "Stacks",
     "Target",
     "Webhook",
+    "Windows",
     "at_least",
     "between",
     "describe",

@@ -49,6 +49,7 @@ T = TypeVar("T")
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _META_DOC = "watchdog.doc"
 _META_CHECK = "watchdog.check"
+_META_KEY = "watchdog.key"
 
 
 @dataclasses.dataclass
@@ -59,6 +60,8 @@ class Context:
     base_dir: Path = dataclasses.field(default_factory=Path.cwd)
     env: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(os.environ))
     errors: list[ConfigError] = dataclasses.field(default_factory=list)
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Facts a custom ``__config_parse__`` needs from elsewhere (for example names declared in another file)."""
 
     def error(self, node: Node | None, key: str, message: str) -> None:
         """Record one error at ``node`` (its line) for the key path ``key``."""
@@ -80,12 +83,14 @@ def setting(
     doc: str,
     check: Callable[[Any], str | None] | None = None,
     factory: Callable[[], Any] | None = None,
+    key: str | None = None,
 ) -> Any:
     """Declare one configurable field: its default (none means required), its documentation and a check.
 
     ``check`` receives the parsed value and returns an error message, or None when the value is fine.
+    ``key`` is the YAML key when it cannot be the field's name (``for`` is a Python keyword).
     """
-    metadata = {_META_DOC: doc, _META_CHECK: check}
+    metadata = {_META_DOC: doc, _META_CHECK: check, _META_KEY: key}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -279,8 +284,12 @@ def _did_you_mean(word: str, options: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _yaml_key(f: dataclasses.Field[Any]) -> str:
+    return f.metadata.get(_META_KEY) or f.name
+
+
 def _parse_section(cls: type[T], node: Node, key: str, ctx: Context) -> T:
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    fields = {_yaml_key(f): f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
     if not isinstance(node, MappingNode):
         ctx.error(node, key, f"expected a mapping with keys {', '.join(fields)}; got {_node_kind(node)}")
@@ -299,7 +308,7 @@ def _parse_section(cls: type[T], node: Node, key: str, ctx: Context) -> T:
             continue
         nodes[name] = v
         try:
-            value = _convert(hints[name], v, path, ctx)
+            value = _convert(hints[fields[name].name], v, path, ctx)
         except _Invalid:
             bad = True
             continue
@@ -309,13 +318,13 @@ def _parse_section(cls: type[T], node: Node, key: str, ctx: Context) -> T:
             ctx.error(v, path, problem)
             bad = True
             continue
-        values[name] = value
+        values[fields[name].name] = value
     for name, f in fields.items():
         if name not in nodes and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             ctx.error(
                 node,
                 key or "(top level)",
-                f"missing required key {name!r} ({_type_name(hints[name])}: {f.metadata.get(_META_DOC, '')})",
+                f"missing required key {name!r} ({_type_name(hints[f.name])}: {f.metadata.get(_META_DOC, '')})",
             )
             bad = True
     if bad:
@@ -325,7 +334,10 @@ def _parse_section(cls: type[T], node: Node, key: str, ctx: Context) -> T:
     if checker is not None:
         before = len(ctx.errors)
 
+        yaml_keys = {f.name: k for k, f in fields.items()}
+
         def report(field: str | None, message: str) -> None:
+            field = yaml_keys.get(field, field) if field else field
             at = nodes.get(field, node) if field else node
             path = key if not field else (f"{key}.{field}" if key else field)
             ctx.error(at, path or "(top level)", message)
@@ -374,7 +386,7 @@ def describe(cls: type[Any], *, heading_level: int = 3, prefix: str = "") -> str
             default = _format_default(tp, f.default_factory())
         else:
             default = "**required**"
-        lines.append(f"| `{f.name}` | {_type_name(tp)} | {default} | {f.metadata.get(_META_DOC, '')} |")
+        lines.append(f"| `{_yaml_key(f)}` | {_type_name(tp)} | {default} | {f.metadata.get(_META_DOC, '')} |")
         inner = tp
         while typing.get_origin(inner) in (list, Union, types.UnionType, dict):
             args = [a for a in typing.get_args(inner) if a is not type(None)]

@@ -32,6 +32,14 @@ def _http_url(value: str) -> str | None:
     return None
 
 
+def _signal_name(value: str) -> str | None:
+    import signal
+
+    if not value.startswith("SIG") or not hasattr(signal, value) or value in ("SIGKILL", "SIGSTOP"):
+        return f"expected a signal name such as 'SIGUSR1' or 'SIGHUP', got {value!r}"
+    return None
+
+
 def _host_port(value: str) -> str | None:
     m = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(\d{1,5})", value)
     if m is None or not 0 < int(m.group(2)) < 65536:
@@ -57,6 +65,27 @@ class Match:
 
 
 @dataclass(frozen=True)
+class Recycle:
+    """How a worker is recycled: an optional drain first, then SIGTERM, then SIGKILL after `grace`."""
+
+    drain_signal: str | None = setting(
+        None,
+        doc="Signal that starts the worker's drain (the guard library's drain listens for one), "
+        "sent before SIGTERM. Under gunicorn, SIGTERM to a uvicorn worker already drains.",
+        check=_signal_name,
+    )
+    drain_url: str | None = setting(
+        None, doc="URL to POST to start a drain; `{pid}` is replaced by the worker's pid.", check=_http_url
+    )
+    drain_token: str | None = setting(None, doc="Bearer token for `drain_url`; write it as `${NAME}`.")
+    drain_wait: Duration = setting(Duration(10.0), doc="How long a drain may take before SIGTERM is sent.")
+    grace: Duration = setting(Duration(10.0), doc="How long after SIGTERM before SIGKILL.")
+    replacement_timeout: Duration = setting(
+        Duration(30.0), doc="How long to wait for a replacement worker to appear and pass the probe."
+    )
+
+
+@dataclass(frozen=True)
 class Target:
     """A server to watch: how to find it, where its metrics are, which probes exercise it."""
 
@@ -73,6 +102,7 @@ class Target:
         None, doc="Memory limit per worker for projections; the cgroup limit is used when unset."
     )
     min_healthy_workers: int = setting(1, doc="Never recycle below this many healthy workers.", check=at_least(0))
+    recycle: Recycle = setting(doc="How to recycle one of its workers.", factory=Recycle)
 
     def __config_check__(self, report: Report) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", self.name):
@@ -126,6 +156,38 @@ class Intervals:
 
 
 @dataclass(frozen=True)
+class Stacks:
+    """py-spy stack sampling: cheap signals run all the time, stacks are taken when a worker looks hot."""
+
+    enabled: bool = setting(True, doc="Sample stacks at all (needs ptrace permission on the workers).")
+    duration: Duration = setting(Duration(1.0), doc="Length of one sampling window.")
+    rate: int = setting(50, doc="Samples per second within a window.", check=at_least(1))
+    hot_cpu_percent: float = setting(
+        50.0, doc="Sample a worker (at most every `intervals.stacks`) while its CPU is above this."
+    )
+    baseline: Duration = setting(Duration(60.0), doc="Sample every worker at least this often, hot or not.")
+    patterns: dict[str, Regex] = setting(
+        doc="Named frame patterns; rules read `stack_share:NAME`, the share of samples matching.", factory=dict
+    )
+
+
+@dataclass(frozen=True)
+class Windows:
+    """How much history the slope signals look at."""
+
+    memory: Duration = setting(Duration(60.0), doc="Window of `rss_growth_bytes_per_second`.")
+    fds: Duration = setting(Duration(60.0), doc="Window of `fd_growth_per_second`.")
+
+
+@dataclass(frozen=True)
+class Logging:
+    """The watchdog's own log."""
+
+    format: Literal["json", "text"] = setting("json", doc="JSON lines (for collectors) or text (for people).")
+    level: Literal["debug", "info", "warning", "error"] = setting("info", doc="Least severity logged.")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole `watchdog.yaml`."""
 
@@ -136,6 +198,9 @@ class Config:
     budget: Budget = setting(doc="Limits on recycling.", factory=Budget)
     notify: Notify = setting(doc="Alert destinations.", factory=Notify)
     intervals: Intervals = setting(doc="Sampling intervals.", factory=Intervals)
+    stacks: Stacks = setting(doc="Stack sampling.", factory=Stacks)
+    windows: Windows = setting(doc="Slope windows.", factory=Windows)
+    log: Logging = setting(doc="Logging.", factory=Logging)
 
     def __config_check__(self, report: Report) -> None:
         if not self.targets:
