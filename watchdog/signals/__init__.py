@@ -1,0 +1,1 @@
+"""What the sidecar observes per worker, as named time series. Signals know nothing of rules."""

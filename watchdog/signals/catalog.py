@@ -1,0 +1,182 @@
+"""The names rules may use, each declared once with its unit, source and meaning.
+
+Built-in signals are listed in ``SIGNALS``. Two families are open-ended:
+
+- ``metric:NAME`` or ``metric:NAME{label="value",...}``: a sample scraped from the target's ``metrics_url``,
+  per worker by its ``pid`` label (a sample with no ``pid`` label counts for every worker of the target);
+  several matching samples (other labels differ) are combined by their maximum.
+- ``stack_share:PATTERN``: the share of recent stack samples whose frames match a pattern named in the config's
+  ``stacks.patterns`` (the built-in ``deliver_cancellation`` needs no declaration).
+
+A name that is neither is a config error, with the closest valid name suggested.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Source = Literal["process", "stacks", "metrics", "probes", "target"]
+
+
+@dataclass(frozen=True)
+class SignalInfo:
+    name: str
+    unit: str
+    source: Source
+    doc: str
+
+
+def _s(name: str, unit: str, source: Source, doc: str) -> SignalInfo:
+    return SignalInfo(name, unit, source, doc)
+
+
+SIGNALS: dict[str, SignalInfo] = {
+    s.name: s
+    for s in [
+        _s("cpu_percent", "percent of one core", "process", "CPU used since the previous process sample."),
+        _s("rss_bytes", "bytes", "process", "Resident memory."),
+        _s(
+            "rss_growth_bytes_per_second",
+            "bytes/s",
+            "process",
+            "Least-squares slope of RSS over the memory window (missing until it holds 3 points).",
+        ),
+        _s(
+            "memory_limit_bytes",
+            "bytes",
+            "process",
+            "The target's configured `memory_limit`, else the worker's cgroup memory limit (missing if neither).",
+        ),
+        _s("memory_used_ratio", "ratio", "process", "rss_bytes / memory_limit_bytes."),
+        _s(
+            "seconds_to_memory_limit",
+            "seconds",
+            "process",
+            "Projected time until RSS reaches the limit at the current growth (infinite when not growing).",
+        ),
+        _s("open_fds", "count", "process", "Open file descriptors."),
+        _s("fd_growth_per_second", "fds/s", "process", "Least-squares slope of open_fds over the fd window."),
+        _s("sockets", "count", "process", "Open inet sockets."),
+        _s("threads", "count", "process", "OS threads."),
+        _s("stack_samples", "count", "stacks", "Stack samples in the latest py-spy window."),
+        _s(
+            "stack_active_ratio",
+            "ratio",
+            "stacks",
+            "Share of samples in which the main (event-loop) thread was running, not waiting.",
+        ),
+        _s(
+            "stack_loop_ratio",
+            "ratio",
+            "stacks",
+            "Share of samples with the main thread inside event-loop machinery only (no application frame).",
+        ),
+        _s(
+            "stack_blocked_ratio",
+            "ratio",
+            "stacks",
+            "Share of samples with the event-loop thread stuck in a blocking call under a coroutine.",
+        ),
+        _s(
+            "stack_spin_samples",
+            "count",
+            "stacks",
+            "Samples showing anyio CancelScope._deliver_cancellation in the latest window.",
+        ),
+        _s("stack_spin_ratio", "ratio", "stacks", "stack_spin_samples / stack_samples."),
+        _s("probe_ok", "0 or 1", "probes", "1 if the latest probe this worker answered passed."),
+        _s(
+            "probe_consecutive_failures",
+            "count",
+            "probes",
+            "Probe failures in a row attributed to this worker (by the pid it answered with, or the connection).",
+        ),
+        _s("probe_latency_seconds", "seconds", "probes", "Duration of the latest successful probe answered here."),
+        _s("target_workers", "count", "target", "Live workers of the target."),
+        _s(
+            "target_probe_consecutive_failures",
+            "count",
+            "target",
+            "Probe failures in a row for the target as a whole, whichever worker (if any) was reached.",
+        ),
+        _s(
+            "target_probe_failing_ratio",
+            "ratio",
+            "target",
+            "Share of the target's workers whose latest attributed probe failed.",
+        ),
+    ]
+}
+
+_METRIC = re.compile(r"metric:([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?")
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+_STACK = re.compile(r"stack_share:([a-zA-Z_][a-zA-Z0-9_]*)")
+
+BUILTIN_STACK_PATTERNS = {"deliver_cancellation": r"_deliver_cancellation"}
+
+
+@dataclass(frozen=True)
+class SignalRef:
+    """A parsed signal name as a rule uses it."""
+
+    text: str
+    name: str
+    source: Source
+    metric: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    pattern: str | None = None
+
+    @property
+    def target_level(self) -> bool:
+        return self.source == "target"
+
+
+def parse_ref(text: str, *, stack_patterns: frozenset[str] = frozenset()) -> SignalRef:
+    """Parse a signal reference, or raise ``ValueError`` saying what is wrong and what is close."""
+    if text in SIGNALS:
+        return SignalRef(text, text, SIGNALS[text].source)
+    if text.startswith("metric:"):
+        m = _METRIC.fullmatch(text)
+        if m is None:
+            raise ValueError(f'invalid metric reference {text!r}; write metric:NAME or metric:NAME{{label="v"}}')
+        labels: list[tuple[str, str]] = []
+        body = m.group(3) or ""
+        pos = 0
+        while pos < len(body):
+            lm = _LABEL.match(body, pos)
+            if lm is None:
+                raise ValueError(f'invalid label matcher in {text!r}; write {{name="value",other="x"}}')
+            labels.append((lm.group(1), lm.group(2)))
+            pos = lm.end()
+        return SignalRef(text, text, "metrics", metric=m.group(1), labels=tuple(sorted(labels)))
+    if text.startswith("stack_share:"):
+        m = _STACK.fullmatch(text)
+        known = set(BUILTIN_STACK_PATTERNS) | stack_patterns
+        if m is None or m.group(1) not in known:
+            hint = _close(text.partition(":")[2], sorted(known))
+            raise ValueError(
+                f"unknown stack pattern in {text!r}{hint}; declare it under stacks.patterns "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        return SignalRef(text, text, "stacks", pattern=m.group(1))
+    hint = _close(text, list(SIGNALS))
+    raise ValueError(f"unknown signal {text!r}{hint}; see docs/signals.md, or use metric:NAME for a scraped metric")
+
+
+def _close(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def describe_signals() -> str:
+    """The signal reference (Markdown) for docs/signals.md."""
+    lines = [
+        "| signal | unit | source | meaning |",
+        "|---|---|---|---|",
+    ]
+    for s in SIGNALS.values():
+        lines.append(f"| `{s.name}` | {s.unit} | {s.source} | {s.doc} |")
+    return "\n".join(lines) + "\n"
