@@ -1,0 +1,192 @@
+"""Recycling one worker gracefully: drain, SIGTERM, a grace period, SIGKILL, then a healthy replacement.
+
+Every signal goes through ``_send``, which re-checks the worker's identity (pid and create time) immediately
+before ``os.kill``: a pid that was reused by another process is never signalled. Each step is recorded with its
+time, so the event shows exactly what happened. The process table, the signal sender and the clock are
+injected, so the sequence is tested without real processes where that is the point of the test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import aiohttp
+import anyio
+
+from watchdog.discovery import WorkerId, still_same
+
+
+class SignalSender(Protocol):
+    def __call__(self, pid: int, sig: int) -> None: ...
+
+
+def _os_kill(pid: int, sig: int) -> None:
+    os.kill(pid, sig)
+
+
+@dataclass(frozen=True)
+class RecyclePlan:
+    """How to recycle a target's worker."""
+
+    drain_signal: int | None = None
+    drain_url: str | None = None
+    drain_token: str | None = None
+    drain_wait: float = 0.0
+    grace: float = 10.0
+    replacement_timeout: float = 30.0
+
+
+@dataclass
+class Step:
+    name: str
+    at: float
+    detail: str
+    ok: bool = True
+
+    def to_json(self) -> dict[str, object]:
+        return {"step": self.name, "at": round(self.at, 3), "detail": self.detail, "ok": self.ok}
+
+
+@dataclass
+class RecycleOutcome:
+    worker: WorkerId
+    steps: list[Step] = field(default_factory=list)
+    outcome: str = "pending"  # recycled | aborted | failed | dry_run
+    replacement: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "worker": self.worker.pid,
+            "outcome": self.outcome,
+            "replacement": self.replacement,
+            "steps": [s.to_json() for s in self.steps],
+        }
+
+
+ReplacementCheck = Callable[[WorkerId], Awaitable[tuple[int | None, str]]]
+"""Waits for a replacement of the recycled worker; returns its pid (or None) and what was seen."""
+
+
+class Recycler:
+    def __init__(
+        self,
+        *,
+        send: SignalSender = _os_kill,
+        identity: Callable[[WorkerId], bool] = still_same,
+        clock: Callable[[], float] = time.monotonic,
+        poll: float = 0.1,
+    ) -> None:
+        self._send_raw = send
+        self._identity = identity
+        self._clock = clock
+        self._poll = poll
+
+    async def recycle(
+        self,
+        worker: WorkerId,
+        plan: RecyclePlan,
+        *,
+        dry_run: bool = False,
+        replacement: ReplacementCheck | None = None,
+        http: aiohttp.ClientSession | None = None,
+    ) -> RecycleOutcome:
+        out = RecycleOutcome(worker)
+        t0 = self._clock()
+
+        def step(name: str, detail: str, ok: bool = True) -> None:
+            out.steps.append(Step(name, self._clock() - t0, detail, ok))
+
+        if dry_run:
+            step("dry_run", "shadow mode: would drain, SIGTERM, wait the grace period, SIGKILL if needed")
+            out.outcome = "dry_run"
+            return out
+        if not self._identity(worker):
+            step("identity", f"pid {worker.pid} is gone or now belongs to another process; nothing sent", ok=False)
+            out.outcome = "aborted"
+            return out
+
+        if plan.drain_url is not None and http is not None:
+            await self._drain_url(plan, worker, http, step)
+        if plan.drain_signal is not None and not self._signal(worker, plan.drain_signal, step):
+            out.outcome = "aborted"
+            return out
+        if plan.drain_url is not None or plan.drain_signal is not None:
+            exited = await self._wait_exit(worker, plan.drain_wait)
+            step("drain_wait", f"{'exited' if exited else 'still running'} after drain wait {plan.drain_wait:g} s")
+            if exited:
+                return await self._finish(out, worker, replacement, step)
+
+        if not self._signal(worker, signal.SIGTERM, step):
+            out.outcome = "aborted"
+            return out
+        if await self._wait_exit(worker, plan.grace):
+            step("exited", "exited after SIGTERM")
+        else:
+            step("grace", f"still running {plan.grace:g} s after SIGTERM", ok=False)
+            if not self._signal(worker, signal.SIGKILL, step):
+                # the identity check failed: it exited (or was replaced) between the wait and the kill
+                return await self._finish(out, worker, replacement, step)
+            if not await self._wait_exit(worker, 5.0):
+                step("kill", "still present 5 s after SIGKILL", ok=False)
+                out.outcome = "failed"
+                return out
+            step("exited", "exited after SIGKILL")
+        return await self._finish(out, worker, replacement, step)
+
+    def _signal(self, worker: WorkerId, sig: int, step: Callable[..., None]) -> bool:
+        """Send ``sig`` after re-checking identity; False (and nothing sent) if the worker is not the same."""
+        name = signal.Signals(sig).name
+        if not self._identity(worker):
+            step(name, f"not sent: pid {worker.pid} is gone or reused", ok=False)
+            return False
+        try:
+            self._send_raw(worker.pid, sig)
+        except ProcessLookupError:
+            step(name, f"not sent: pid {worker.pid} exited", ok=False)
+            return False
+        except PermissionError:
+            step(name, f"permission denied signalling pid {worker.pid}", ok=False)
+            return False
+        step(name, f"sent to pid {worker.pid}")
+        return True
+
+    async def _wait_exit(self, worker: WorkerId, seconds: float) -> bool:
+        deadline = self._clock() + seconds
+        while self._identity(worker):
+            if self._clock() >= deadline:
+                return False
+            await anyio.sleep(self._poll)
+        return True
+
+    async def _drain_url(
+        self, plan: RecyclePlan, worker: WorkerId, http: aiohttp.ClientSession, step: Callable[..., None]
+    ) -> None:
+        assert plan.drain_url is not None
+        url = plan.drain_url.replace("{pid}", str(worker.pid))
+        headers = {"Authorization": f"Bearer {plan.drain_token}"} if plan.drain_token else {}
+        try:
+            async with http.post(url, headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as r:
+                step("drain_url", f"POST {url} -> {r.status}", ok=r.status < 400)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            step("drain_url", f"POST {url} failed: {exc or type(exc).__name__}", ok=False)
+
+    async def _finish(
+        self,
+        out: RecycleOutcome,
+        worker: WorkerId,
+        replacement: ReplacementCheck | None,
+        step: Callable[..., None],
+    ) -> RecycleOutcome:
+        if replacement is None:
+            out.outcome = "recycled"
+            return out
+        pid, detail = await replacement(worker)
+        out.replacement = pid
+        step("replacement", detail, ok=pid is not None)
+        out.outcome = "recycled" if pid is not None else "failed"
+        return out

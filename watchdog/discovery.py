@@ -1,0 +1,163 @@
+"""Finding each target's workers, every tick, by pid, pidfile or command line.
+
+A worker is identified by ``WorkerId(pid, create_time)``, never by pid alone: pids are reused, and a signal sent
+to a reused pid would hit an innocent process. Discovery is synchronous psutil work; the agent runs it in a
+thread.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from watchdog.config import Target
+
+
+@dataclass(frozen=True, order=True)
+class WorkerId:
+    """One process, for as long as it lives: its pid and its create time (seconds since the epoch)."""
+
+    pid: int
+    create_time: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.pid}@{self.create_time:.2f}"
+
+    def matches(self, proc: psutil.Process) -> bool:
+        """True if ``proc`` is still this very process (same pid and same create time)."""
+        try:
+            return proc.pid == self.pid and abs(proc.create_time() - self.create_time) < 0.01
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            return False
+
+    @classmethod
+    def of(cls, proc: psutil.Process) -> WorkerId:
+        return cls(proc.pid, proc.create_time())
+
+
+def still_same(worker: WorkerId) -> bool:
+    """Re-check identity: the pid exists, is not a zombie, and was created when we first saw it."""
+    try:
+        proc = psutil.Process(worker.pid)
+        return worker.matches(proc) and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return False
+
+
+@dataclass
+class TargetView:
+    """What discovery found for one target on this tick."""
+
+    name: str
+    roots: list[WorkerId] = field(default_factory=list)
+    workers: list[WorkerId] = field(default_factory=list)
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "roots": [w.pid for w in self.roots],
+            "workers": [{"pid": w.pid, "create_time": w.create_time} for w in self.workers],
+            "problem": self.problem,
+        }
+
+
+ProcessLister = Callable[[], Iterable[psutil.Process]]
+
+
+def _default_lister() -> Iterable[psutil.Process]:
+    return psutil.process_iter(["pid", "ppid", "cmdline", "create_time"])
+
+
+class Discovery:
+    """Resolves configured targets to their current workers."""
+
+    def __init__(self, targets: Iterable[Target], *, lister: ProcessLister = _default_lister) -> None:
+        self.targets = list(targets)
+        self._lister = lister
+        self._own = {os.getpid()}
+        self._regex = {t.name: re.compile(t.match.cmdline) for t in self.targets if t.match.cmdline}
+
+    def scan(self) -> list[TargetView]:
+        table: list[psutil.Process] | None = None
+        views = []
+        for t in self.targets:
+            if t.match.cmdline and table is None:
+                table = list(self._lister())
+            views.append(self._resolve(t, table or []))
+        return views
+
+    def _resolve(self, t: Target, table: list[psutil.Process]) -> TargetView:
+        view = TargetView(t.name)
+        try:
+            roots = self._roots(t, table)
+        except _NotFound as exc:
+            view.problem = str(exc)
+            return view
+        for root in roots:
+            try:
+                view.roots.append(WorkerId.of(root))
+                children = [c for c in root.children() if c.status() != psutil.STATUS_ZOMBIE]
+                chosen = (
+                    children if t.workers == "children" else [root] if t.workers == "self" else (children or [root])
+                )
+                for proc in chosen:
+                    view.workers.append(WorkerId.of(proc))
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+            except psutil.AccessDenied as exc:
+                view.problem = f"permission denied reading process {exc.pid}: run as the same user or root"
+        if not view.workers and view.problem is None:
+            view.problem = "the process has no workers right now"
+        view.workers.sort()
+        return view
+
+    def _roots(self, t: Target, table: list[psutil.Process]) -> list[psutil.Process]:
+        m = t.match
+        if m.pid is not None:
+            return [_process(m.pid, f"no process with pid {m.pid}")]
+        if m.pidfile is not None:
+            try:
+                text = Path(m.pidfile).read_text().strip()
+            except FileNotFoundError:
+                raise _NotFound(f"pidfile {m.pidfile} does not exist") from None
+            except OSError as exc:
+                raise _NotFound(f"cannot read pidfile {m.pidfile}: {exc.strerror}") from None
+            if not text.isdigit():
+                raise _NotFound(f"pidfile {m.pidfile} does not hold a pid (it holds {text[:40]!r})")
+            return [_process(int(text), f"pidfile {m.pidfile} names pid {text}, which is not running")]
+        regex = self._regex[t.name]
+        matched: dict[int, psutil.Process] = {}
+        for p in table:
+            try:
+                if p.pid in self._own:
+                    continue
+                cmd = " ".join(p.info.get("cmdline") or [])
+                if cmd and regex.search(cmd):
+                    matched[p.pid] = p
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        roots = [p for p in matched.values() if p.info.get("ppid") not in matched]
+        if not roots:
+            raise _NotFound(f"no process command line matches {regex.pattern!r}")
+        return sorted(roots, key=lambda p: p.pid)
+
+
+class _NotFound(Exception):
+    pass
+
+
+def _process(pid: int, missing: str) -> psutil.Process:
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            raise _NotFound(missing)
+        return proc
+    except psutil.NoSuchProcess:
+        raise _NotFound(missing) from None
