@@ -15,12 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from watchdog.agent.wiring import load_everything
     from watchdog.cli import EXIT_OK, EXIT_USAGE
-    from watchdog.config import load_config
     from watchdog.errors import ConfigError, ConfigErrors
 
     try:
-        cfg = load_config(args.config)
+        cfg, rules = load_everything(args.config)
     except ConfigErrors as errs:
         for err in errs:
             print(err, file=sys.stderr)
@@ -45,5 +45,9 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         return EXIT_USAGE
     n = len(cfg.targets)
-    print(f"{args.config}: OK ({n} target{'s' if n != 1 else ''}{', dry run' if cfg.dry_run else ''})")
+    r = len(rules.rules)
+    print(
+        f"{args.config}: OK ({n} target{'s' if n != 1 else ''}, {r} rule{'s' if r != 1 else ''}"
+        f"{', dry run' if cfg.dry_run else ''})"
+    )
     return EXIT_OK
