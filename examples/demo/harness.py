@@ -47,6 +47,8 @@ class DemoServer:
         stateful: bool = False,
         python: str = sys.executable,
         start_timeout: float = 60.0,
+        port: int | None = None,
+        pidfile: str | None = None,
     ) -> None:
         self.workers = workers
         self.limit = limit
@@ -54,7 +56,8 @@ class DemoServer:
         self.stateful = stateful
         self.python = python
         self.start_timeout = start_timeout
-        self.port = free_port()
+        self.port = port or free_port()
+        self.pidfile = pidfile
         self.downstream_port = free_port()
         self.info: dict[str, Any] = {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -121,6 +124,8 @@ class DemoServer:
         ]
         if self.stateful:
             cmd.append("--stateful")
+        if self.pidfile:
+            cmd += ["--pidfile", self.pidfile]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=self._log, env=env, start_new_session=True
