@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest docs clean
+.PHONY: demo serve test lint typecheck pytest docs clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "mcp-watchdog needs Python >= 3.10; set PYTHON=python3.x")'
@@ -15,7 +15,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $@
 
+# The show: demo server + watchdog with the default rules, a real spin injected, detection and recycle.
+# ARGS=--keep keeps it running; ARGS="--fault leak" shows another fault.
 demo: $(STAMP)
+	$(BIN)/python -m examples.demo.show $(ARGS)
+
+# Only the demo server, for injecting faults by hand (python -m examples.demo inject ...).
+serve: $(STAMP)
 	$(BIN)/python -m examples.demo serve
 
 test: lint typecheck pytest
@@ -32,6 +38,7 @@ pytest: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m watchdog.config > docs/config.md
+	$(BIN)/python -m watchdog.signals > docs/signals.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

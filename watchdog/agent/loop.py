@@ -33,7 +33,7 @@ from watchdog.agent.sources import ProcessReading, Scrape, cgroup_memory_limit, 
 from watchdog.config import Config, Target
 from watchdog.discovery import Discovery, TargetView, WorkerId
 from watchdog.rules import LoadedRules, Rule, RuleEngine, Transition
-from watchdog.signals.catalog import SignalRef
+from watchdog.signals.catalog import SignalRef, format_value
 from watchdog.signals.series import SignalStore
 
 log = logging.getLogger("watchdog.agent")
@@ -594,10 +594,7 @@ def _finite(v: float) -> float | str:
 
 
 def _evidence_text(values: dict[str, float | None]) -> str:
-    parts = []
-    for k, v in values.items():
-        parts.append(f"{k}={'missing' if v is None else f'{v:.4g}'}")
-    return ", ".join(parts)
+    return ", ".join(f"{k} {format_value(k, v)}" for k, v in values.items())
 
 
 def _signum(name: str | None) -> int | None:

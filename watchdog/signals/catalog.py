@@ -171,6 +171,26 @@ def _close(word: str, options: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def format_value(name: str, value: float | None) -> str:
+    """A signal value the way an operator reads it: MiB, MiB/s, seconds, percent."""
+    if value is None:
+        return "missing"
+    if value in (float("inf"), float("-inf")):
+        return "never" if name == "seconds_to_memory_limit" else str(value)
+    unit = SIGNALS[name].unit if name in SIGNALS else ""
+    if unit == "bytes":
+        return f"{value / 2**20:.0f} MiB"
+    if unit == "bytes/s":
+        return f"{value / 2**20:.1f} MiB/s"
+    if unit == "seconds":
+        return f"{value * 1000:.0f} ms" if abs(value) < 1 else f"{value:.1f} s"
+    if unit == "ratio":
+        return f"{value:.0%}"
+    if unit.startswith("percent"):
+        return f"{value:.0f} %"
+    return f"{value:.3g}"
+
+
 def describe_signals() -> str:
     """The signal reference (Markdown) for docs/signals.md."""
     lines = [
