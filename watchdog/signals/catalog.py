@@ -59,7 +59,7 @@ SIGNALS: dict[str, SignalInfo] = {
         ),
         _s("open_fds", "count", "process", "Open file descriptors."),
         _s("fd_growth_per_second", "fds/s", "process", "Least-squares slope of open_fds over the fd window."),
-        _s("sockets", "count", "process", "Open inet sockets."),
+        _s("sockets", "count", "process", "Open sockets (any family), counted from the process's fds."),
         _s("threads", "count", "process", "OS threads."),
         _s("stack_samples", "count", "stacks", "Stack samples in the latest py-spy window."),
         _s(
