@@ -11,7 +11,7 @@ import pytest
 
 from watchdog.cli import main
 from watchdog.errors import ConfigErrors
-from watchdog.probes import McpProbe, ProbeSpec, load_probe
+from watchdog.probes import ProbeSpec, load_probe
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "probes").glob("*.yaml"))
@@ -31,16 +31,16 @@ def test_shipped_probe_files_load(path: Path) -> None:
 
 def test_demo_echo_reads_as_documented() -> None:
     spec = load_probe(REPO / "probes" / "demo-echo.yaml")
-    assert spec.mcp == McpProbe(
-        transport="streamable-http",
-        protocol="auto",
-        tool="echo",
-        arguments=spec.mcp.arguments if spec.mcp else None,  # type: ignore[arg-type]
-        list_tools=True,
-        match="watchdog-probe",
+    mcp = spec.mcp
+    assert mcp is not None
+    assert (mcp.transport, mcp.protocol, mcp.tool, mcp.list_tools, mcp.match) == (
+        "streamable-http",
+        "auto",
+        "echo",
+        True,
+        "watchdog-probe",
     )
-    assert spec.mcp is not None
-    assert dict(spec.mcp.arguments) == {"text": "watchdog-probe"}
+    assert dict(mcp.arguments) == {"text": "watchdog-probe"}
     assert spec.worker_pid is not None
     assert spec.worker_pid.json == "pid"
 
