@@ -28,7 +28,7 @@ async def tiny_server(handler: Handler, path: str = "/mcp") -> AsyncIterator[str
     """Serve ``handler`` for every method at ``path``; yield its URL; stop it afterwards."""
     app = web.Application()
     app.router.add_route("*", path, handler)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.25)
     await runner.setup()
     port = free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)
