@@ -23,7 +23,6 @@ from watchdog.config import Duration
 from watchdog.probes import (
     HANDSHAKE_VERSIONS,
     MODERN_VERSIONS,
-    McpProbe,
     ProbeResult,
     ProbeSpec,
     Timeouts,
@@ -143,9 +142,7 @@ async def test_an_unknown_tool(stateless_demo: DemoServer) -> None:
 
 
 async def test_a_tool_error_is_reported_as_is_error(stateless_demo: DemoServer) -> None:
-    r = await run_probe(
-        echo(tool="crunch", arguments={"seconds": "abc"}, match=None), url=stateless_demo.mcp_url
-    )
+    r = await run_probe(echo(tool="crunch", arguments={"seconds": "abc"}, match=None), url=stateless_demo.mcp_url)
     assert r.failed_phase == "tools/call"
     assert r.reason is not None
     assert r.reason.startswith("tools/call: isError: true: Error executing tool crunch: 1 validation error")
@@ -171,9 +168,7 @@ async def test_a_blocked_worker_times_the_probe_out_in_the_right_phase(demo_one_
     url = demo_one_worker.mcp_url
     fast = timeouts(initialize=1.0, call=1.0)
     # The tool call itself blocks the (only) worker: the call is what times out.
-    r = await run_probe(
-        replace(echo(tool="block", arguments={"seconds": 3}, match=None), timeouts=fast), url=url
-    )
+    r = await run_probe(replace(echo(tool="block", arguments={"seconds": 3}, match=None), timeouts=fast), url=url)
     assert (r.failed_phase, r.reason) == ("tools/call", "timeout in tools/call after 1.0 s")
     assert [p.ok for p in r.phases] == [True, True, False, True]
     await until_healthy(url)
@@ -187,11 +182,13 @@ async def test_a_blocked_worker_times_the_probe_out_in_the_right_phase(demo_one_
     await until_healthy(url)
 
 
-async def until_healthy(url: str, within: float = 30.0) -> ProbeResult:
-    with anyio.fail_after(within):
-        while not (r := await run_probe(ECHO, url=url)).ok:
-            await anyio.sleep(0.25)
-    return r
+async def until_healthy(url: str, tries: int = 100) -> ProbeResult:
+    """Probe every 0.25 s until the server passes again (bounded: at most ``tries`` probes)."""
+    for _ in range(tries):
+        if (r := await run_probe(ECHO, url=url)).ok:
+            return r
+        await anyio.sleep(0.25)
+    raise AssertionError(f"the server did not recover: {r.reason}")
 
 
 async def test_what_a_probe_sees_on_a_spinning_worker(demo_one_worker: DemoServer) -> None:

@@ -24,6 +24,7 @@ META_VERSION = "io.modelcontextprotocol/protocolVersion"
 META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
 UNSUPPORTED_PROTOCOL_VERSION = -32022
+HEADER_MISMATCH = -32020
 MAX_LIST_PAGES = 20
 
 
@@ -180,7 +181,14 @@ class McpSession:
         extra = {"Mcp-Name": _header_value(self.spec.tool)} if self.modern else {}
         if self.modern and self._input_schema is not None:
             extra.update(_param_headers(self._input_schema, arguments))
-        result = await self._request("tools/call", {"name": self.spec.tool, "arguments": arguments}, extra=extra)
+        try:
+            result = await self._request("tools/call", {"name": self.spec.tool, "arguments": arguments}, extra=extra)
+        except RpcError as exc:
+            if exc.code == HEADER_MISMATCH and self.modern and self._input_schema is None:
+                raise PhaseError(
+                    f"{exc.why}; set 'list_tools: true' so the probe can mirror the tool's x-mcp-header parameters"
+                ) from None
+            raise
         text = _text_of(result)
         if result.get("isError") is True:
             raise PhaseError(f"isError: true: {excerpt(text) or '(no text)'}")
