@@ -72,7 +72,7 @@ def sdk(url: str, mode: str, http: httpx2.AsyncClient | None) -> Probe:
 
 async def measure(pairs: dict[str, Probe], rounds: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in pairs}
-    for name, probe in pairs.items():  # warm-up: connections, lazy imports, server-side caches
+    for probe in pairs.values():  # warm-up: connections, lazy imports, server-side caches
         for _ in range(10):
             await probe()
     for _ in range(rounds):
