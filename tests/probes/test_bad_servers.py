@@ -18,6 +18,7 @@ from aiohttp import web
 
 from tests.probes.servers import legacy_server, rpc_answer, tiny_server
 from watchdog.config import Duration, Regex
+from watchdog.errors import ProbeError
 from watchdog.probes import HttpProbe, McpProbe, ProbeResult, ProbeSpec, Timeouts, WorkerPid, run_probe
 
 pytestmark = pytest.mark.anyio
@@ -272,3 +273,9 @@ async def test_cancelling_a_probe_ends_its_session_and_leaks_nothing() -> None:
         assert deleted.is_set()  # the session end ran, shielded, although the caller gave up
     await anyio.sleep(0.05)
     assert probe_side_tasks() == before
+
+
+async def test_a_url_that_is_not_http_is_a_probe_error_not_a_result() -> None:
+    with pytest.raises(ProbeError, match="expected an http:// or https:// URL") as info:
+        await run_probe(spec(), url="ftp://127.0.0.1/mcp")
+    assert info.value.probe == "t"

@@ -183,7 +183,9 @@ class Timeouts:
     initialize: Duration = setting(Duration(5.0), doc="`initialize` or `server/discover`.", check=_positive)
     list: Duration = setting(Duration(5.0), doc="`tools/list` (every page of it).", check=_positive)
     call: Duration = setting(Duration(10.0), doc="`tools/call`, or the request of an `http` probe.", check=_positive)
-    end: Duration = setting(Duration(2.0), doc="Ending the session (HTTP DELETE, or closing the SSE stream).")
+    end: Duration = setting(
+        Duration(2.0), doc="Ending the session (HTTP DELETE, or closing the SSE stream).", check=_positive
+    )
     total: Duration = setting(
         Duration(30.0),
         doc="The whole probe. The phases before the session end share `total - end`; the session end always "
@@ -192,9 +194,7 @@ class Timeouts:
     )
 
     def __config_check__(self, report: Report) -> None:
-        if self.end < 0:
-            report("end", f"must not be negative, got {self.end:g}")
-        elif self.total <= self.end:
+        if self.total <= self.end:
             report("total", f"must be more than 'end' ({self.end:g} s) to leave time for the phases")
 
 
