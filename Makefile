@@ -39,6 +39,7 @@ pytest: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m watchdog.config > docs/config.md
 	$(BIN)/python -m watchdog.signals > docs/signals.md
+	$(BIN)/python -m watchdog.probes > docs/probes.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

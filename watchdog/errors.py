@@ -4,7 +4,10 @@ The tree::
 
     WatchdogError                 base of everything below; never raised bare
     ├── ConfigError               one bad spot in a YAML file: file, line, key path and what would be valid
-    └── ConfigErrors              every ConfigError found in one file (or one config and the files it names)
+    ├── ConfigErrors              every ConfigError found in one file (or one config and the files it names)
+    └── ProbeError                a probe asked to run in a way it cannot (a target URL that is not http(s))
+
+A target that fails a probe is not an error: ``run_probe`` returns that as a ``ProbeResult``.
 
 A ``WatchdogError`` is an expected failure with a message fit for an operator: the CLI prints it and exits
 with a documented code, never with a traceback. Anything else that escapes is a bug.
@@ -56,3 +59,14 @@ class ConfigErrors(WatchdogError):
 
     def __len__(self) -> int:
         return len(self.errors)
+
+
+class ProbeError(WatchdogError):
+    """Raised when a probe cannot be run as asked, before any target is contacted (a URL that is not http(s)).
+
+    ``probe`` names the probe definition. A target that fails the probe never raises: that is a result.
+    """
+
+    def __init__(self, message: str, *, probe: str = "") -> None:
+        super().__init__(message)
+        self.probe = probe

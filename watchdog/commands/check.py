@@ -42,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
     ]
     for line in missing:
         print(line, file=sys.stderr)
-    if missing:
+    probe_errors = _check_probes([p for t in cfg.targets for p in t.probes if os.path.isfile(p)])
+    for line in probe_errors:
+        print(line, file=sys.stderr)
+    if missing or probe_errors:
         return EXIT_USAGE
     n = len(cfg.targets)
     r = len(rules.rules)
@@ -51,3 +54,19 @@ def run(args: argparse.Namespace) -> int:
         f"{', dry run' if cfg.dry_run else ''})"
     )
     return EXIT_OK
+
+
+def _check_probes(paths: list[str]) -> list[str]:
+    """Every error in the probe files, each naming its file, line and key (each file checked once)."""
+    from watchdog.errors import ConfigError, ConfigErrors
+    from watchdog.probes import load_probe
+
+    errors: list[str] = []
+    for path in dict.fromkeys(paths):
+        try:
+            load_probe(path)
+        except ConfigErrors as errs:
+            errors.extend(str(e) for e in errs)
+        except ConfigError as err:
+            errors.append(str(err))
+    return errors

@@ -18,6 +18,7 @@ from watchdog.errors import ConfigError
 __all__ = ["MappingNode", "Node", "ScalarNode", "SequenceNode", "line_of", "read_yaml", "scalar_value"]
 
 _constructor = yaml.SafeLoader("")
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
 def line_of(node: Node) -> int:
@@ -26,7 +27,13 @@ def line_of(node: Node) -> int:
 
 
 def scalar_value(node: ScalarNode) -> object:
-    """The plain Python value of a scalar node, as YAML 1.1's safe schema types it (str, int, float, bool, None)."""
+    """The plain Python value of a scalar node, as YAML 1.1's safe schema types it (str, int, float, bool, None).
+
+    Timestamps stay text: nothing the watchdog reads is a date, and an unquoted protocol revision such as
+    ``2025-06-18`` (or an impossible one, ``2025-13-01``, which PyYAML cannot even construct) means its text.
+    """
+    if node.tag == _TIMESTAMP:
+        return str(node.value)
     return _constructor.construct_object(node, deep=True)
 
 
