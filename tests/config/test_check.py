@@ -175,7 +175,7 @@ def test_every_independent_error_is_reported_once(tmp_path: Path) -> None:
 def test_named_files_must_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = check(tmp_path, "targets:\n  - name: a\n    match: {pid: 1}\n    probes: [probes/x.yaml]\n", capsys)
     assert code == 2
-    assert "targets[0].probes: no such file" in err
+    assert "targets[0].probes: no such probe file" in err
     assert "probes/x.yaml" in err
 
 

@@ -134,7 +134,8 @@ def test_watchdog_check_validates_the_probe_files_a_config_names(
     out, err = capsys.readouterr()
     assert (code, out) == (2, "")
     assert err.replace(str(tmp_path) + "/", "").splitlines() == [
-        "bad.yaml:6: mcp: unknown key 'list_tool' (did you mean 'list_tools'?)"
+        "bad.yaml:6: mcp: unknown key 'list_tool' (did you mean 'list_tools'?)",
+        "watchdog.yaml: 1 error",
     ]
     config.write_text(config.read_text().replace(", bad.yaml", ""))
     assert main(["check", "-c", str(config)]) == 0

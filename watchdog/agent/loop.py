@@ -318,7 +318,12 @@ class Agent:
         ts.last_probe = run
         ts.probe_streak = 0 if run.ok else ts.probe_streak + 1
         ts.signals["target_probe_consecutive_failures"] = float(ts.probe_streak)
+        # A failure is pinned on a worker only when the answer names it, or when there is only one worker:
+        # with a shared listening socket a probe cannot choose its worker, and a blocked worker never even
+        # accepts, so other failures belong to the target as a whole.
         owner = next((ws for ws in ts.workers.values() if ws.id.pid == run.worker_pid), None)
+        if owner is None and run.worker_pid is None and len(ts.workers) == 1:
+            owner = next(iter(ts.workers.values()))
         if owner is not None:
             owner.probe_streak = 0 if run.ok else owner.probe_streak + 1
             owner.probe_ok = run.ok
@@ -570,6 +575,7 @@ class Agent:
                         "worker": ts.last_probe.worker_pid,
                         "reason": ts.last_probe.reason,
                         "latency": ts.last_probe.latency,
+                        **ts.last_probe.detail,
                     },
                     "budget": {
                         "recycles_in_window": self.budget.used(ts.cfg.name, now),

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
+
+import aiohttp
 
 from watchdog.agent.events import setup_logging
-from watchdog.agent.loop import Agent
-from watchdog.config import Config, load_config
+from watchdog.agent.loop import Agent, Prober, ProbeRun
+from watchdog.config import Config, Target, load_config
 from watchdog.errors import ConfigError, ConfigErrors
+from watchdog.probes import ProbeSpec, load_probe, run_probe
 from watchdog.rules import LoadedRules, load_rules
 
 
-def load_everything(path: str | os.PathLike[str]) -> tuple[Config, LoadedRules]:
+@dataclass
+class Loaded:
+    """A config and everything it names, validated."""
+
+    cfg: Config
+    rules: LoadedRules
+    probes: dict[str, list[ProbeSpec]] = field(default_factory=dict)
+
+
+def load_everything(path: str | os.PathLike[str]) -> Loaded:
     """The config and every file it names, validated together: all errors of all files at once."""
     cfg = load_config(path)
     errors: list[ConfigError] = []
@@ -20,11 +33,52 @@ def load_everything(path: str | os.PathLike[str]) -> tuple[Config, LoadedRules]:
     except ConfigErrors as errs:
         errors.extend(errs)
         rules = LoadedRules()
+    probes: dict[str, list[ProbeSpec]] = {}
+    specs: dict[str, ProbeSpec] = {}
+    for i, t in enumerate(cfg.targets):
+        probes[t.name] = []
+        for p in t.probes:
+            if p not in specs:
+                if not os.path.isfile(p):
+                    errors.append(
+                        ConfigError(f"no such probe file {p!r}", file=os.fspath(path), key=f"targets[{i}].probes")
+                    )
+                    continue
+                try:
+                    specs[p] = load_probe(p)
+                except ConfigErrors as errs:
+                    errors.extend(errs)
+                    continue
+                except ConfigError as err:
+                    errors.append(err)
+                    continue
+            probes[t.name].append(specs[p])
     if errors:
         raise ConfigErrors(errors)
-    return cfg, rules
+    return Loaded(cfg, rules, probes)
 
 
-def build_agent(cfg: Config, rules: LoadedRules) -> Agent:
+def make_prober(probes: dict[str, list[ProbeSpec]]) -> Prober:
+    """Runs a target's probes in turn on the agent's shared HTTP session; one combined verdict per round."""
+
+    async def prober(target: Target, http: aiohttp.ClientSession) -> ProbeRun:
+        results = [await run_probe(spec, url=target.probe_url, session=http) for spec in probes[target.name]]
+        failed = [r for r in results if not r.ok]
+        pid = next((r.worker_pid for r in results if r.worker_pid is not None), None)
+        reason = "; ".join(f"{r.probe}: {r.reason}" for r in failed) if failed else "passed"
+        return ProbeRun(
+            ok=not failed,
+            worker_pid=pid,
+            reason=reason,
+            latency=max((r.latency_s for r in results), default=None),
+            detail={"probes": [r.to_json() for r in results]},
+        )
+
+    return prober
+
+
+def build_agent(loaded: Loaded) -> Agent:
+    cfg = loaded.cfg
     setup_logging(cfg.log.format, cfg.log.level)
-    return Agent(cfg, rules)
+    has_probes = any(loaded.probes.values())
+    return Agent(cfg, loaded.rules, prober=make_prober(loaded.probes) if has_probes else None)

@@ -29,16 +29,19 @@ def run(args: argparse.Namespace) -> int:
     from watchdog.errors import ConfigError, ConfigErrors
 
     try:
-        cfg, rules = load_everything(args.config)
+        loaded = load_everything(args.config)
     except (ConfigErrors, ConfigError) as errs:
         for err in errs if isinstance(errs, ConfigErrors) else [errs]:
             print(err, file=sys.stderr)
         return EXIT_USAGE
+    cfg = loaded.cfg
     if args.dry_run:
         cfg = dataclasses.replace(cfg, dry_run=True)
     if args.listen:
         cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, listen=args.listen))
-    agent = build_agent(cfg, rules)
+    loaded.cfg = cfg
+    agent = build_agent(loaded)
+    rules = loaded.rules
     log = logging.getLogger("watchdog")
 
     async def main() -> None:

@@ -144,7 +144,8 @@ def _type_name(tp: Any) -> str:
         return names[tp]
     origin = typing.get_origin(tp)
     if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
+        args = [f"`{a}`" for a in typing.get_args(tp)]
+        return f"one of {', '.join(args[:-1])} or {args[-1]}" if len(args) > 1 else args[0]
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
     if origin is list:

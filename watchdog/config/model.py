@@ -98,6 +98,11 @@ class Target:
     )
     metrics_url: str | None = setting(None, doc="The server's Prometheus endpoint.", check=_http_url)
     probes: list[FilePath] = setting(doc="Probe definition files (see `probes/`).", factory=list)
+    probe_url: str | None = setting(
+        None,
+        doc="Overrides the `url` of every probe of this target (the same probe file, another port).",
+        check=_http_url,
+    )
     memory_limit: Size | None = setting(
         None, doc="Memory limit per worker for projections; the cgroup limit is used when unset."
     )
