@@ -28,7 +28,7 @@ EXIT_PROBLEM = 1
 EXIT_USAGE = 2
 EXIT_CANNOT_INSPECT = 3
 
-COMMANDS: tuple[str, ...] = ("watchdog.commands.check",)
+COMMANDS: tuple[str, ...] = ("watchdog.commands.check", "watchdog.commands.diagnose")
 
 
 def _load(name: str) -> ModuleType:
