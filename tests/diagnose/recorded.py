@@ -52,7 +52,7 @@ def evidence(
             rss[0] + (rss[1] - rss[0]) * i // (n - 1),
             fds[0] + (fds[1] - fds[0]) * i // (n - 1),
             {tid: state},
-        )  # fmt: skip
+        )
         for i in range(n)
     )
     interp = Interpreter("3.11.7", "/usr/bin/python3.11", (), packages or {"anyio": "4.16.0"})

@@ -42,7 +42,7 @@ def _poll(pid: int, create_time: float, t0: float) -> Poll:
 
     try:
         proc = psutil.Process(pid)
-        if abs(proc.create_time() - create_time) > 0.01:
+        if abs(proc.create_time() - create_time) > 0.01 or proc.status() == psutil.STATUS_ZOMBIE:
             raise ProcessGone(pid, "while it was being sampled")
         with proc.oneshot():
             rss = proc.memory_info().rss

@@ -88,11 +88,13 @@ def render_process(p: ProcessReport) -> str:
         return f"CANNOT INSPECT  {who}: {p.error}"
     lines = []
     mark = "PROBLEM" if p.problems else "ok"
-    state = p.state
+    # the headline is the worst verdict: a leak in an idle worker is headed by the leak
+    ordered = sorted(p.verdicts, key=lambda v: not v.is_problem)
+    state = ordered[0] if ordered else None
     lines.append(f"{mark:<8}{who}: {_verdict_line(state) if state else 'no verdict'}")
     if p.cmdline:
         lines.append(f"  cmdline: {' '.join(p.cmdline)[:160]}")
-    for v in p.verdicts:
+    for v in ordered:
         if v is not state:
             lines.append(f"  also: {_verdict_line(v)}")
     detailed = [v for v in p.verdicts if v.is_problem or v.kind in ("busy", "blocked")]

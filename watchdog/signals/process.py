@@ -85,6 +85,8 @@ def _process(pid: int, create_time: float | None = None, during: str = "") -> ps
         proc = psutil.Process(pid)
         if create_time is not None and abs(proc.create_time() - create_time) > 0.01:
             raise _gone(pid, during or "and its pid now belongs to another process")
+        if proc.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped by its parent
+            raise _gone(pid, during or "(a zombie: it has exited)")
         return proc
     except psutil.NoSuchProcess:
         raise _gone(pid, during) from None
