@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from watchdog.signals.cgroup import CgroupMemory
 from watchdog.signals.interpreter import Interpreter
-from watchdog.signals.process import ProcessInfo, Snapshot, cpu_percent, thread_cpu_percent
+from watchdog.signals.process import ProcessInfo, Snapshot, cpu_percent, thread_cpu_percent, thread_demand_percent
 from watchdog.signals.stacks import StackSamples
 
 
@@ -55,6 +55,9 @@ class ProcessEvidence:
 
     def thread_cpu_percent(self) -> dict[int, float]:
         return thread_cpu_percent(self.first, self.last)
+
+    def thread_demand_percent(self) -> dict[int, float]:
+        return thread_demand_percent(self.first, self.last)
 
     def thread_state_counts(self, tid: int) -> Counter[str]:
         """How often each kernel state/wait channel was seen for ``tid`` across the polls."""

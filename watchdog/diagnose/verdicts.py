@@ -71,6 +71,7 @@ class ThreadView:
     name: str
     cpu: float
     samples: int
+    demand: float
     spin_hits: int
     waiting: int
     machinery: int
@@ -85,7 +86,7 @@ class ThreadView:
         return n / self.samples if self.samples else 0.0
 
 
-def view_thread(t: ThreadStacks, cpu: float) -> ThreadView:
+def view_thread(t: ThreadStacks, cpu: float, demand: float | None = None) -> ThreadView:
     def leaf_is(pred: Callable[[Frame], bool]) -> int:
         return t.count(lambda s: bool(s.frames) and pred(s.frames[0]))
 
@@ -94,6 +95,7 @@ def view_thread(t: ThreadStacks, cpu: float) -> ThreadView:
         name=t.name,
         cpu=cpu,
         samples=t.samples,
+        demand=max(cpu, demand if demand is not None else cpu),
         spin_hits=t.count_frame(k.SPIN_FRAME),
         waiting=leaf_is(k.is_waiting),
         machinery=leaf_is(k.is_machinery),
@@ -104,7 +106,8 @@ def view_thread(t: ThreadStacks, cpu: float) -> ThreadView:
 
 def thread_views(ev: ProcessEvidence) -> list[ThreadView]:
     cpu = ev.thread_cpu_percent()
-    return [view_thread(t, cpu.get(t.tid, 0.0)) for t in ev.stacks.threads]
+    demand = ev.thread_demand_percent()
+    return [view_thread(t, cpu.get(t.tid, 0.0), demand.get(t.tid)) for t in ev.stacks.threads]
 
 
 def main_view(views: list[ThreadView], pid: int) -> ThreadView | None:
@@ -168,12 +171,18 @@ def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds()) -> Verdict:
     if main is None or main.samples == 0:
         return Verdict("unknown", "info", "low", "no stack samples were taken", (f"CPU {cpu:.0f} % over {window}",))
     who = f"{main.name or 'thread'} {main.tid}" + (" (event loop)" if main.runs_loop else "")
-    thread_cpu = main.cpu
-    base = [f"CPU {cpu:.0f} % over {window} (thread {who}: {thread_cpu:.0f} %)"]
+    # how hot the thread is: the share of the window it was runnable, so a spin on a CPU-starved machine
+    # (on a core 40 % of the time, waiting in the run queue the rest) still counts as hot
+    thread_cpu = main.demand
+    base = [f"CPU {cpu:.0f} % over {window} (thread {who}: {main.cpu:.0f} %)"]
+    if main.demand - main.cpu >= 10:
+        base.append(f"thread {main.tid} runnable {main.demand:.0f} % of the window (waiting for a CPU "
+                    f"{main.demand - main.cpu:.0f} %: the machine is short of CPU)")  # fmt: skip
     flight, flight_zero = _in_flight_note(ev)
     data: dict[str, float | int | str | None] = {
         "cpu_percent": round(cpu, 1),
-        "thread_cpu_percent": round(thread_cpu, 1),
+        "thread_cpu_percent": round(main.cpu, 1),
+        "thread_runnable_percent": round(main.demand, 1),
         "thread_id": main.tid,
         "samples": main.samples,
         "spin_hits": main.spin_hits,
@@ -209,8 +218,8 @@ def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds()) -> Verdict:
                            tuple(ev_lines), advice, data)  # fmt: skip
 
     # busy: a hot thread doing application work
-    hottest = max(views, key=lambda v: v.cpu)
-    if hottest.cpu >= t.hot_cpu and hottest.share(hottest.app) >= t.busy_app_share:
+    hottest = max(views, key=lambda v: v.demand)
+    if hottest.demand >= t.hot_cpu and hottest.share(hottest.app) >= t.busy_app_share:
         hv = hottest
         frames = "; ".join(f"{name}: {_pct(n, hv.samples)}" for name, n in hot_frames(hv))
         lines = [*base]
@@ -227,7 +236,7 @@ def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds()) -> Verdict:
         top = hot_frames(hv, 1)
         summary = f"CPU-bound in {top[0][0]}" if top else "CPU-bound"
         # Honest work is not a fault by itself (the demo's crunch); the frames say whether it is expected.
-        return Verdict("busy", "info", "high" if hv.cpu >= t.very_hot_cpu else "medium", summary, tuple(lines),
+        return Verdict("busy", "info", "high" if hv.demand >= t.very_hot_cpu else "medium", summary, tuple(lines),
                        k.ADVICE_BUSY, data)  # fmt: skip
 
     # blocked: the loop thread stuck in one call that is not the selector, not burning CPU

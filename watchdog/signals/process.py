@@ -74,6 +74,7 @@ class Snapshot:
     ctx_involuntary: int
     children: tuple[int, ...]
     thread_states: dict[int, tuple[str, str]] = field(default_factory=dict)
+    thread_wait_s: dict[int, float] = field(default_factory=dict)
 
 
 def _gone(pid: int, during: str) -> ProcessGone:
@@ -190,6 +191,15 @@ def _thread_state(pid: int, tid: int) -> tuple[str, str]:
     return (state, "" if wchan == "0" else wchan)
 
 
+def _runqueue_wait_s(pid: int, tid: int) -> float | None:
+    """Seconds the thread has spent runnable but waiting for a CPU (``/proc/.../schedstat``, second field)."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def thread_names(pid: int) -> dict[int, str]:
     """Native thread id to the kernel's thread name (``comm``; Python sets it for named threads on Linux)."""
     out: dict[int, str] = {}
@@ -228,6 +238,7 @@ def snapshot(pid: int, create_time: float | None = None, *, connections: bool = 
                 if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port in listening:
                     clients += 1
         states = {tid: _thread_state(pid, tid) for tid in threads}
+        waits = {tid: w for tid in threads if (w := _runqueue_wait_s(pid, tid)) is not None}
     except psutil.NoSuchProcess:
         raise _gone(pid, "while it was being sampled") from None
     except psutil.AccessDenied as exc:
@@ -245,6 +256,7 @@ def snapshot(pid: int, create_time: float | None = None, *, connections: bool = 
         ctx_involuntary=ctx.involuntary,
         children=children,
         thread_states=states,
+        thread_wait_s=waits,
     )
 
 
@@ -264,6 +276,23 @@ def thread_cpu_percent(first: Snapshot, last: Snapshot) -> dict[int, float]:
         for tid, t0 in first.thread_cpu_s.items()
         if tid in last.thread_cpu_s
     }
+
+
+def thread_demand_percent(first: Snapshot, last: Snapshot) -> dict[int, float]:
+    """Per thread, the share of the window it was runnable: on a CPU or waiting in the run queue for one.
+
+    On a machine short of CPU a spinning thread may get only 40 % of a core, yet it is runnable all the time;
+    this is the figure that tells "wants all the CPU it can get" from "did some work".
+    """
+    wall = last.at - first.at
+    if wall <= 0:
+        return {}
+    out = {}
+    for tid, cpu in thread_cpu_percent(first, last).items():
+        w0, w1 = first.thread_wait_s.get(tid), last.thread_wait_s.get(tid)
+        wait = 100.0 * (w1 - w0) / wall if w0 is not None and w1 is not None else 0.0
+        out[tid] = min(100.0, cpu + max(0.0, wait))
+    return out
 
 
 def require_python(pid: int) -> None:
