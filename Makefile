@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo serve test lint typecheck pytest docs clean
+.PHONY: demo serve test lint typecheck pytest docs clean other-pythons
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "mcp-watchdog needs Python >= 3.10; set PYTHON=python3.x")'
@@ -33,8 +33,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) other-pythons
 	$(BIN)/pytest
+
+# diagnose is tested on more than one Python (py-spy sees a spinning loop differently on 3.12+): a small venv
+# with just anyio per extra interpreter found (on PATH, else pyenv's), made once; tests skip, naming it, if absent.
+EXTRA_PYTHONS ?= 3.12 3.13
+other-pythons:
+	@for v in $(EXTRA_PYTHONS); do \
+	  d=.venv-py$$v; [ -f $$d/.installed ] && continue; exe=""; \
+	  for c in python$$v $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$v*/bin/python$$v 2>/dev/null | sort -V | tail -1); do \
+	    if $$c -c 'import sys' >/dev/null 2>&1; then exe=$$c; break; fi; \
+	  done; \
+	  if [ -z "$$exe" ]; then echo "python$$v not found: diagnose's tests on $$v will skip"; continue; fi; \
+	  $$exe -m venv $$d && $$d/bin/python -m pip install --quiet anyio && touch $$d/.installed; \
+	done
 
 docs: $(STAMP)
 	$(BIN)/python -m watchdog.config > docs/config.md
@@ -42,4 +55,4 @@ docs: $(STAMP)
 	$(BIN)/python -m watchdog.probes > docs/probes.md
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .venv-py3.* .mypy_cache .ruff_cache .pytest_cache *.egg-info

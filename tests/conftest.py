@@ -50,3 +50,18 @@ async def cpu_percent_over(proc: psutil.Process, seconds: float) -> float:
     await anyio.sleep(seconds)
     t1 = proc.cpu_times()
     return 100.0 * ((t1.user + t1.system) - (t0.user + t0.system)) / (time.monotonic() - w0)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def python_with_anyio(version: str) -> str:
+    """The interpreter of ``.venv-py<version>`` (made by ``make test`` when that Python exists; it has anyio),
+    or this test run's own interpreter when it is that version; skip, naming the interpreter, when neither."""
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
+        return sys.executable
+    exe = REPO / f".venv-py{version}" / "bin" / "python"
+    if not exe.exists():
+        pytest.skip(f"Python {version} with anyio not found ({exe.relative_to(REPO)}; `make test` creates it "
+                    f"when python{version} or pyenv's {version} is installed)")  # fmt: skip
+    return str(exe)

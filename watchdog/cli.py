@@ -30,6 +30,7 @@ EXIT_CANNOT_INSPECT = 3
 
 COMMANDS: tuple[str, ...] = (
     "watchdog.commands.check",
+    "watchdog.commands.diagnose",
     "watchdog.commands.probe",
     "watchdog.commands.run",
 )

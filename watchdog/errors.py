@@ -5,7 +5,15 @@ The tree::
     WatchdogError                 base of everything below; never raised bare
     ├── ConfigError               one bad spot in a YAML file: file, line, key path and what would be valid
     ├── ConfigErrors              every ConfigError found in one file (or one config and the files it names)
-    └── ProbeError                a probe asked to run in a way it cannot (a target URL that is not http(s))
+    ├── ProbeError                a probe asked to run in a way it cannot (a target URL that is not http(s))
+    ├── MetricsUnavailable        a metrics endpoint did not answer with Prometheus text (url, reason)
+    └── InspectError              a target process cannot be inspected (pid); the CLI exits 3
+        ├── ProcessGone           no such process, or it exited while we looked (pid, during)
+        ├── NotPython             the process is not a CPython interpreter (pid, exe)
+        ├── UnsupportedPython     a CPython that diagnose cannot read (pid, version, supported)
+        ├── PtraceDenied          not allowed to read the process's memory (pid, detail): root/CAP_SYS_PTRACE
+        ├── PySpyMissing          no py-spy executable to sample stacks with (searched)
+        └── SamplerFailed         py-spy failed for a reason not above (pid, returncode, stderr)
 
 A target that fails a probe is not an error: ``run_probe`` returns that as a ``ProbeResult``.
 
@@ -70,3 +78,92 @@ class ProbeError(WatchdogError):
     def __init__(self, message: str, *, probe: str = "") -> None:
         super().__init__(message)
         self.probe = probe
+
+
+class MetricsUnavailable(WatchdogError):
+    """Raised when a metrics endpoint is down, times out, or answers with something that is not Prometheus text.
+
+    ``url`` is what was asked and ``reason`` what went wrong. Missing data is missing, not healthy: callers show
+    this as a state of its own, never as "no requests in flight".
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"metrics at {url} unavailable: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class InspectError(WatchdogError):
+    """Raised when a target process cannot be inspected; ``pid`` names it. The CLI maps it to exit code 3."""
+
+    def __init__(self, pid: int, message: str) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+class ProcessGone(InspectError):
+    """Raised when the process does not exist, or exits while it is being inspected (``during`` says when)."""
+
+    def __init__(self, pid: int, during: str = "") -> None:
+        msg = f"process {pid} exited {during}" if during else f"no such process: {pid}"
+        super().__init__(pid, msg)
+        self.during = during
+
+
+class NotPython(InspectError):
+    """Raised when the process is not a CPython interpreter (``exe`` is what it runs, when that could be read)."""
+
+    def __init__(self, pid: int, exe: str) -> None:
+        super().__init__(pid, f"process {pid} is not a Python process (it runs {exe or 'an unknown executable'})")
+        self.exe = exe
+
+
+class UnsupportedPython(InspectError):
+    """Raised when the process runs a CPython that diagnose cannot read: ``version`` it runs, ``supported`` range."""
+
+    def __init__(self, pid: int, version: str, supported: str) -> None:
+        super().__init__(
+            pid, f"process {pid} runs Python {version}, which diagnose does not support (supported: {supported})"
+        )
+        self.version = version
+        self.supported = supported
+
+
+PTRACE_HELP = (
+    "reading another process's Python stacks needs the right to ptrace it: run as root (sudo), or give the "
+    "watchdog the CAP_SYS_PTRACE capability; in Kubernetes set shareProcessNamespace: true on the pod and add "
+    "SYS_PTRACE to the watchdog container's securityContext.capabilities.add"
+)
+
+
+class PtraceDenied(InspectError):
+    """Raised when the kernel refuses to let us read the process (py-spy or /proc said permission denied).
+
+    The message says exactly what is needed (root or CAP_SYS_PTRACE; in Kubernetes ``shareProcessNamespace``
+    plus the ``SYS_PTRACE`` capability); ``detail`` is what refused us.
+    """
+
+    def __init__(self, pid: int, detail: str) -> None:
+        super().__init__(pid, f"permission denied inspecting process {pid} ({detail}): {PTRACE_HELP}")
+        self.detail = detail
+
+
+class PySpyMissing(InspectError):
+    """Raised when no py-spy executable is found; ``searched`` lists where we looked. Install: pip install py-spy."""
+
+    def __init__(self, pid: int, searched: list[str]) -> None:
+        super().__init__(
+            pid,
+            "py-spy is not installed, so Python stacks cannot be sampled (pip install py-spy); looked in: "
+            + ", ".join(searched),
+        )
+        self.searched = searched
+
+
+class SamplerFailed(InspectError):
+    """Raised when py-spy fails for a reason none of the other errors name; ``stderr`` is its last words."""
+
+    def __init__(self, pid: int, returncode: int | None, stderr: str) -> None:
+        super().__init__(pid, f"py-spy failed on process {pid} (exit code {returncode}): {stderr.strip()[:500]}")
+        self.returncode = returncode
+        self.stderr = stderr

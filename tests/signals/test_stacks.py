@@ -1,0 +1,90 @@
+"""py-spy sampling: parsing its raw output, mapping its errors, and never leaving a py-spy behind."""
+
+from __future__ import annotations
+
+import os
+
+import anyio
+import psutil
+import pytest
+
+from tests.conftest import py_spy_path, python_with_anyio
+from tests.diagnose.helpers import target
+from tests.diagnose.recorded import recorded
+from watchdog.errors import NotPython, ProcessGone, PtraceDenied, SamplerFailed, UnsupportedPython
+from watchdog.signals.stacks import check_supported, classify_failure, parse_raw, sample_stacks
+
+
+def test_parse_raw_keeps_threads_frames_innermost_first_and_counts() -> None:
+    text = (
+        "thread (11): MainThread;<module> (/app/x.py:1);f (/usr/lib/python3.11/asyncio/events.py:80) 7\n"
+        "thread (11): MainThread;<module> (/app/x.py:1) 3\n"
+        "thread (0x7F00AB): worker;run (/app/site-packages/lib/w.py:9) 2\n"
+    )
+    st = parse_raw(text)
+    assert st.samples == 12
+    main = st.thread(11)
+    assert main is not None
+    assert (main.name, main.samples) == ("MainThread", 10)
+    assert main.stacks[0].count == 7
+    assert str(main.stacks[0].frames[0]) == "f (asyncio/events.py:80)"
+    assert main.stacks[0].frames[-1].name == "<module>"
+    assert st.thread(0x7F00AB) is not None
+    assert "/app/x.py" in st.files()
+
+
+def test_a_recorded_spin_has_deliver_cancellation_frames() -> None:
+    st = recorded("spin-py311")
+    assert st.threads[0].count_frame("_deliver_cancellation") > 0
+
+
+@pytest.mark.parametrize(
+    ("stderr", "error"),
+    [
+        ("Permission Denied: Try running again with elevated permissions by going 'sudo env \"PATH=$PATH\" !!'",
+         PtraceDenied),
+        ("Error: Failed to get process executable name. Check that the process is running.\n"
+         "Caused by: No such file or directory (os error 2)", ProcessGone),
+        ("Error: Failed to find python version from target process", NotPython),
+        ("Error: Unsupported version of Python: 3.14.0", UnsupportedPython),
+        ("Error: something new", SamplerFailed),
+    ],
+)  # fmt: skip
+def test_py_spy_complaints_map_to_errors_that_say_what_to_do(stderr: str, error: type[Exception]) -> None:
+    # the texts are py-spy 0.4.3's own, seen on this machine (the 3.14 one from its source: no 3.14 here)
+    exc = classify_failure(42, 1, stderr)
+    assert isinstance(exc, error)
+    if isinstance(exc, UnsupportedPython):
+        assert exc.version == "3.14.0"
+
+
+def test_supported_versions() -> None:
+    check_supported(1, "3.13.0")
+    check_supported(1, "3.8")
+    for bad in ("2.7.18", "3.7.16", "3.14.0"):
+        with pytest.raises(UnsupportedPython):
+            check_supported(1, bad)
+
+
+def py_spies_of(parent: int) -> list[psutil.Process]:
+    return [c for c in psutil.Process(parent).children(recursive=True) if "py-spy" in c.name()]
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_sampler_kills_and_reaps_its_py_spy() -> None:
+    py_spy_path()
+    with target(python_with_anyio("3.11"), "idle") as pid:
+        with anyio.move_on_after(1.0) as scope:
+            await sample_stacks(pid, duration=30.0)
+        assert scope.cancelled_caught
+        assert py_spies_of(os.getpid()) == []
+
+
+@pytest.mark.anyio
+async def test_samples_per_thread_match_the_rate() -> None:
+    py_spy_path()
+    with target(python_with_anyio("3.11"), "idle") as pid:
+        st = await sample_stacks(pid, duration=1.0, rate=50)
+    assert st.rate_hz == 50
+    assert 25 <= st.samples <= 75, st.samples
+    assert st.threads[0].tid == pid

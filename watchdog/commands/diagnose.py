@@ -1,0 +1,98 @@
+"""``watchdog diagnose PID``: what a running Python server is doing, with the evidence and what to do about it.
+
+Exit codes: 0 nothing wrong found, 1 a problem found, 2 usage error, 3 cannot inspect the target (no such
+process, not Python, unsupported Python, no ptrace permission, py-spy missing, exited mid-sampling).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+NAME = "diagnose"
+HELP = (
+    "Sample a Python process (or a gunicorn/uvicorn master and all its workers) for a few seconds and say what "
+    "it is doing: spin, busy, blocked, idle, memory or fd growth, with evidence and advice."
+)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a process id: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"not a process id: {text!r}")
+    return value
+
+
+def _bounded(lo: float, hi: float, what: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{what} must be between {lo:g} and {hi:g}, got {text}")
+        return value
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from watchdog.diagnose.collect import DEFAULT_DURATION, DEFAULT_RATE
+
+    add = parser.add_argument
+    add("pid", type=_positive_int, help="the process: a worker, a single server, or a master")
+    add("--duration", type=_bounded(0.2, 600, "--duration"), default=DEFAULT_DURATION, metavar="SECONDS",
+        help=f"sampling window (default {DEFAULT_DURATION:g})")  # fmt: skip
+    add("--rate", type=_bounded(1, 1000, "--rate"), default=DEFAULT_RATE, metavar="HZ",
+        help=f"stack samples per second (default {DEFAULT_RATE})")  # fmt: skip
+    add("--nonblocking", action="store_true",
+        help="do not pause the target while reading its stacks (fewer, less reliable samples)")  # fmt: skip
+    add("--json", action="store_true", help="print the report as JSON (schema: watchdog/diagnose/schema.json)")
+    add("--metrics-url", metavar="URL",
+        help="the server's Prometheus /metrics: in-flight gauges with a pid label join the evidence")  # fmt: skip
+    add("--py-spy", metavar="PATH", help="the py-spy executable (default: next to this Python, then PATH)")
+    add("--concurrency", type=int, default=8, metavar="N", help="py-spy processes at once (default 8)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from watchdog.cli import EXIT_CANNOT_INSPECT
+    from watchdog.diagnose import diagnose, render_text
+    from watchdog.errors import InspectError
+
+    progress = None
+    live = sys.stdout.isatty() and sys.stderr.isatty() and not args.json
+    if live:
+
+        def progress(msg: str) -> None:
+            sys.stderr.write(f"\r\x1b[K{msg}")
+            sys.stderr.flush()
+
+    async def go() -> int:
+        try:
+            report = await diagnose(
+                args.pid,
+                duration=args.duration,
+                rate=args.rate,
+                nonblocking=args.nonblocking,
+                py_spy=args.py_spy,
+                metrics_url=args.metrics_url,
+                max_concurrency=max(1, args.concurrency),
+                progress=progress,
+            )
+        except InspectError as exc:
+            if live:
+                sys.stderr.write("\r\x1b[K")
+            print(f"watchdog diagnose: {exc}", file=sys.stderr)
+            return EXIT_CANNOT_INSPECT
+        if live:
+            sys.stderr.write("\r\x1b[K")
+        print(report.to_json() if args.json else render_text(report))
+        return report.exit_code
+
+    return anyio.run(go)

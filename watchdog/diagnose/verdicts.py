@@ -1,0 +1,357 @@
+"""The verdict engine: pure functions from a process's evidence to named findings with evidence and advice.
+
+One *state* verdict says what the process's main work (its event loop thread, else its hottest thread) is
+doing: ``spin``, ``busy``, ``blocked``, ``idle`` or ``active``. *Findings* may be added: ``memory_growth`` and
+``fd_growth``. No verdict rests on one number. A spin needs the loop thread hot **and** its samples either in
+anyio's ``_deliver_cancellation`` or, failing that, all in the loop's own machinery with no application work:
+on Python 3.12 and 3.13 most samples of a spinning loop land in the selector, so hit rate alone would miss it,
+and CPU alone cannot tell a spin from honest work.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from watchdog.diagnose import knowledge as k
+from watchdog.diagnose.evidence import ProcessEvidence
+from watchdog.signals.stacks import Frame, Stack, ThreadStacks
+
+Severity = Literal["critical", "warning", "info"]
+Confidence = Literal["high", "medium", "low"]
+PROBLEM_SEVERITIES = ("critical", "warning")
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The numbers verdicts compare against, in one place (tests and the sidecar may pass their own)."""
+
+    hot_cpu: float = 50.0  # % of a core: a thread this busy is doing something
+    very_hot_cpu: float = 80.0
+    idle_cpu: float = 10.0
+    spin_min_hits: int = 2  # samples in _deliver_cancellation needed to name it
+    spin_high_share: float = 0.05
+    machinery_share: float = 0.7  # share of samples in loop machinery that makes a hot loop a spin suspect
+    busy_app_share: float = 0.3
+    blocked_share: float = 0.6  # share of samples in one non-waiting frame for a blocked loop
+    rss_min_growth: int = 4 * MiB
+    rss_min_slope: float = 1.0 * MiB  # bytes/s
+    fd_min_growth: int = 5
+    fd_min_slope: float = 1.0  # fds/s
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One finding: its ``kind``, how bad (``severity``), how sure (``confidence``), a one-line ``summary``, the
+    ``evidence`` sentences it rests on, the ``advice``, and the numbers behind it in ``data``."""
+
+    kind: str
+    severity: Severity
+    confidence: Confidence
+    summary: str
+    evidence: tuple[str, ...]
+    advice: tuple[str, ...] = ()
+    data: dict[str, float | int | str | None] = field(default_factory=dict)
+
+    @property
+    def is_problem(self) -> bool:
+        return self.severity in PROBLEM_SEVERITIES
+
+
+@dataclass(frozen=True)
+class ThreadView:
+    """One thread's samples sorted into what they show: hits in the spin frame, the loop waiting in its
+    selector, loop machinery (waiting included), application work, and its CPU over the window."""
+
+    tid: int
+    name: str
+    cpu: float
+    samples: int
+    demand: float
+    spin_hits: int
+    waiting: int
+    machinery: int
+    runs_loop: bool
+    stacks: tuple[Stack, ...]
+
+    @property
+    def app(self) -> int:
+        return self.samples - self.machinery
+
+    def share(self, n: int) -> float:
+        return n / self.samples if self.samples else 0.0
+
+
+def view_thread(t: ThreadStacks, cpu: float, demand: float | None = None) -> ThreadView:
+    def leaf_is(pred: Callable[[Frame], bool]) -> int:
+        return t.count(lambda s: bool(s.frames) and pred(s.frames[0]))
+
+    return ThreadView(
+        tid=t.tid,
+        name=t.name,
+        cpu=cpu,
+        samples=t.samples,
+        demand=max(cpu, demand if demand is not None else cpu),
+        spin_hits=t.count_frame(k.SPIN_FRAME),
+        waiting=leaf_is(k.is_waiting),
+        machinery=leaf_is(k.is_machinery),
+        runs_loop=t.count_frame(k.LOOP_FRAME) > 0,
+        stacks=t.stacks,
+    )
+
+
+def thread_views(ev: ProcessEvidence) -> list[ThreadView]:
+    cpu = ev.thread_cpu_percent()
+    demand = ev.thread_demand_percent()
+    return [view_thread(t, cpu.get(t.tid, 0.0), demand.get(t.tid)) for t in ev.stacks.threads]
+
+
+def main_view(views: list[ThreadView], pid: int) -> ThreadView | None:
+    """The thread that matters most: the event loop thread with the most samples, else the hottest thread,
+    else the main thread."""
+    loops = [v for v in views if v.runs_loop]
+    if loops:
+        return max(loops, key=lambda v: (v.samples, v.cpu))
+    if views:
+        return max(views, key=lambda v: (v.cpu, v.tid == pid))
+    return None
+
+
+def hot_frames(v: ThreadView, n: int = 3) -> list[tuple[str, int]]:
+    """The innermost application frames of the thread's non-waiting samples, with counts, hottest first.
+
+    For each sample the innermost frame that is not loop machinery is taken (the code that was running or
+    that made the call), so time in ``json.dumps`` called from a handler is named after where it was called
+    only when ``json`` is not on the stack as its own frame.
+    """
+    c: Counter[str] = Counter()
+    for s in v.stacks:
+        if s.frames and k.is_waiting(s.frames[0]):
+            continue
+        frame = next((f for f in s.frames if not k.is_machinery(f)), s.frames[0] if s.frames else None)
+        if frame is not None:
+            c[str(frame)] += s.count
+    return c.most_common(n)
+
+
+def _pct(n: int, d: int) -> str:
+    return f"{n} of {d} samples"
+
+
+def _in_flight_note(ev: ProcessEvidence) -> tuple[str | None, bool | None]:
+    """A sentence about work in flight, and whether it is zero (None when unknown)."""
+    parts = []
+    zero: bool | None = None
+    if ev.in_flight is not None and ev.in_flight:
+        total = sum(ev.in_flight.values())
+        parts.append(", ".join(f"{n} = {v:g}" for n, v in sorted(ev.in_flight.items())))
+        zero = total == 0
+    elif ev.metrics_error:
+        parts.append(f"in-flight gauges unknown ({ev.metrics_error})")
+    clients = ev.last.client_connections
+    if ev.last.sockets.get("LISTEN"):
+        parts.append(f"{clients} client connection{'s' if clients != 1 else ''} open")
+        zero = (clients == 0) if zero is None else (zero and clients == 0)
+    if not parts:
+        return None, None
+    prefix = "no requests in flight" if zero else "work in flight"
+    return f"{prefix} ({'; '.join(parts)})", zero
+
+
+def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds()) -> Verdict:
+    """What the process's main thread is doing over the window: spin, busy, blocked, idle or active."""
+    views = thread_views(ev)
+    main = main_view(views, ev.info.pid)
+    cpu = ev.cpu_percent
+    window = f"{ev.window_s:.1f} s"
+    if main is None or main.samples == 0:
+        return Verdict("unknown", "info", "low", "no stack samples were taken", (f"CPU {cpu:.0f} % over {window}",))
+    who = f"{main.name or 'thread'} {main.tid}" + (" (event loop)" if main.runs_loop else "")
+    # how hot the thread is: the share of the window it was runnable, so a spin on a CPU-starved machine
+    # (on a core 40 % of the time, waiting in the run queue the rest) still counts as hot
+    thread_cpu = main.demand
+    base = [f"CPU {cpu:.0f} % over {window} (thread {who}: {main.cpu:.0f} %)"]
+    if main.demand - main.cpu >= 10:
+        base.append(f"thread {main.tid} runnable {main.demand:.0f} % of the window (waiting for a CPU "
+                    f"{main.demand - main.cpu:.0f} %: the machine is short of CPU)")  # fmt: skip
+    flight, flight_zero = _in_flight_note(ev)
+    data: dict[str, float | int | str | None] = {
+        "cpu_percent": round(cpu, 1),
+        "thread_cpu_percent": round(main.cpu, 1),
+        "thread_runnable_percent": round(main.demand, 1),
+        "thread_id": main.tid,
+        "samples": main.samples,
+        "spin_hits": main.spin_hits,
+        "waiting_samples": main.waiting,
+        "machinery_samples": main.machinery,
+    }
+    hot = hot_frames(main)
+    hot_text = "; ".join(f"{name}: {_pct(n, main.samples)}" for name, n in hot)
+
+    # spin: hot loop thread, and the anyio frame seen, or nothing but loop machinery
+    if main.runs_loop and thread_cpu >= t.hot_cpu:
+        hits, share = main.spin_hits, main.share(main.spin_hits)
+        machinery_share = main.share(main.machinery)
+        ev_lines = [*base]
+        if hits >= t.spin_min_hits:
+            ev_lines.append(f"{_pct(hits, main.samples)} in anyio CancelScope._deliver_cancellation")
+        ev_lines.append(
+            f"{_pct(main.machinery, main.samples)} in event-loop machinery "
+            f"({main.waiting} in the selector), {main.app} in application code"
+        )
+        if flight:
+            ev_lines.append(flight)
+        advice = tuple(a.format(pid=ev.info.pid) for a in k.ADVICE_SPIN)
+        if hits >= t.spin_min_hits:
+            strong = thread_cpu >= t.very_hot_cpu and (share >= t.spin_high_share or machinery_share >= 0.5)
+            conf: Confidence = "high" if strong else "medium"
+            return Verdict("spin", "critical", conf, "event loop spinning in anyio _deliver_cancellation",
+                           tuple(ev_lines), advice, data)  # fmt: skip
+        if machinery_share >= t.machinery_share and thread_cpu >= t.very_hot_cpu and flight_zero is not False:
+            ev_lines.append("anyio's _deliver_cancellation itself was not caught in a sample")
+            conf = "medium" if flight_zero else "low"
+            return Verdict("spin", "critical", conf, "event loop hot with no application work (a spin)",
+                           tuple(ev_lines), advice, data)  # fmt: skip
+
+    # busy: a hot thread doing application work
+    hottest = max(views, key=lambda v: v.demand)
+    if hottest.demand >= t.hot_cpu and hottest.share(hottest.app) >= t.busy_app_share:
+        hv = hottest
+        frames = "; ".join(f"{name}: {_pct(n, hv.samples)}" for name, n in hot_frames(hv))
+        lines = [*base]
+        if hv is not main:
+            lines.append(f"hottest thread {hv.name or ''} {hv.tid}: CPU {hv.cpu:.0f} %")
+        lines.append(f"{_pct(hv.app, hv.samples)} in application code; hottest: {frames}")
+        if main.runs_loop:
+            lines.append(
+                f"the event loop ran its own machinery in {_pct(main.machinery, main.samples)} "
+                f"({main.waiting} waiting in its selector)"
+            )
+        data["hot_thread_id"] = hv.tid
+        data["hot_thread_cpu_percent"] = round(hv.cpu, 1)
+        top = hot_frames(hv, 1)
+        summary = f"CPU-bound in {top[0][0]}" if top else "CPU-bound"
+        # Honest work is not a fault by itself (the demo's crunch); the frames say whether it is expected.
+        return Verdict("busy", "info", "high" if hv.demand >= t.very_hot_cpu else "medium", summary, tuple(lines),
+                       k.ADVICE_BUSY, data)  # fmt: skip
+
+    # blocked: the loop thread stuck in one call that is not the selector, not burning CPU
+    if main.runs_loop and main.share(main.waiting) <= 0.1 and hot:
+        frame, n = hot[0]
+        if main.share(n) >= t.blocked_share and thread_cpu < t.hot_cpu:
+            states = ev.thread_state_counts(main.tid)
+            lines = [*base, f"{_pct(n, main.samples)} in {frame}; the loop never waited in its selector"]
+            if states:
+                state, seen = states.most_common(1)[0]
+                wchan = state.split(" ", 1)[1] if " " in state else ""
+                if wchan:
+                    lines.append(
+                        f"kernel: {k.wchan_meaning(wchan)} ({wchan}) in {seen} of {sum(states.values())} looks"
+                    )
+            data["blocked_in"] = frame
+            conf = "high" if main.share(n) >= 0.8 else "medium"
+            return Verdict("blocked", "critical", conf, f"event loop blocked in {frame}", tuple(lines),
+                           k.ADVICE_BLOCKED, data)  # fmt: skip
+
+    if cpu < t.idle_cpu and thread_cpu < t.idle_cpu:
+        lines = [*base]
+        if main.runs_loop:
+            lines.append(f"the event loop waited in its selector in {_pct(main.waiting, main.samples)}")
+        if flight:
+            lines.append(flight)
+        return Verdict("idle", "info", "high", "idle: waiting for work", tuple(lines), (), data)
+
+    lines = [*base]
+    if hot_text:
+        lines.append(f"hottest frames: {hot_text}")
+    if flight:
+        lines.append(flight)
+    return Verdict("active", "info", "medium", "serving: nothing wrong seen", tuple(lines), (), data)
+
+
+def _slope(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares slope (per second) and r² of (t, value) points."""
+    n = len(points)
+    if n < 3:
+        return 0.0, 0.0
+    mt = sum(p[0] for p in points) / n
+    mv = sum(p[1] for p in points) / n
+    stt = sum((p[0] - mt) ** 2 for p in points)
+    svv = sum((p[1] - mv) ** 2 for p in points)
+    if stt == 0:
+        return 0.0, 0.0
+    stv = sum((p[0] - mt) * (p[1] - mv) for p in points)
+    slope = stv / stt
+    r2 = (stv * stv) / (stt * svv) if svv > 0 else 0.0
+    return slope, r2
+
+
+def memory_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds()) -> Verdict | None:
+    """``memory_growth`` when RSS climbs steadily over the window, with the cgroup limit in view."""
+    pts = [(p.t, float(p.rss_bytes)) for p in ev.polls]
+    slope, r2 = _slope(pts)
+    growth = ev.last.rss_bytes - ev.first.rss_bytes
+    if growth < t.rss_min_growth or slope < t.rss_min_slope:
+        return None
+    lines = [
+        f"RSS {ev.first.rss_bytes / MiB:.0f} -> {ev.last.rss_bytes / MiB:.0f} MiB over {ev.window_s:.1f} s "
+        f"({slope / MiB:.1f} MiB/s, r² {r2:.2f} over {len(pts)} looks)"
+    ]
+    data: dict[str, float | int | str | None] = {
+        "rss_start_bytes": ev.first.rss_bytes,
+        "rss_end_bytes": ev.last.rss_bytes,
+        "slope_bytes_per_s": round(slope),
+        "r2": round(r2, 3),
+    }
+    cg = ev.cgroup
+    if cg is not None and cg.limit_bytes is not None and cg.usage_bytes is not None:
+        left = cg.limit_bytes - cg.usage_bytes
+        eta = left / slope if slope > 0 else math.inf
+        lines.append(
+            f"cgroup {cg.version} limit {cg.limit_bytes / MiB:.0f} MiB, {cg.usage_bytes / MiB:.0f} MiB used: "
+            f"at this rate the limit is reached in about {eta:.0f} s"
+        )
+        data["seconds_to_limit"] = round(eta, 1)
+    elif cg is not None:
+        lines.append(f"cgroup {cg.version} has no memory limit: the machine's memory is the limit")
+    steady = r2 >= 0.8 and growth >= 4 * t.rss_min_growth
+    return Verdict("memory_growth", "warning", "high" if steady else "medium",
+                   f"memory growing {slope / MiB:.1f} MiB/s", tuple(lines), k.ADVICE_MEMORY, data)  # fmt: skip
+
+
+def fd_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds()) -> Verdict | None:
+    """``fd_growth`` when open file descriptors (sockets, mostly) climb over the window."""
+    pts = [(p.t, float(p.num_fds)) for p in ev.polls]
+    slope, r2 = _slope(pts)
+    growth = ev.last.num_fds - ev.first.num_fds
+    if growth < t.fd_min_growth or slope < t.fd_min_slope:
+        return None
+    socks0, socks1 = sum(ev.first.sockets.values()), sum(ev.last.sockets.values())
+    states = ", ".join(f"{s} {n}" for s, n in sorted(ev.last.sockets.items(), key=lambda x: -x[1]))
+    lines = [
+        f"open fds {ev.first.num_fds} -> {ev.last.num_fds} over {ev.window_s:.1f} s ({slope:.1f}/s)",
+        f"inet sockets {socks0} -> {socks1} ({states or 'none'})",
+    ]
+    data: dict[str, float | int | str | None] = {
+        "fds_start": ev.first.num_fds,
+        "fds_end": ev.last.num_fds,
+        "slope_per_s": round(slope, 2),
+        "sockets_start": socks0,
+        "sockets_end": socks1,
+    }
+    conf: Confidence = "high" if growth >= 4 * t.fd_min_growth and r2 >= 0.7 else "medium"
+    return Verdict("fd_growth", "warning", conf, f"open fds growing {slope:.1f}/s", tuple(lines),
+                   k.ADVICE_FDS, data)  # fmt: skip
+
+
+def evaluate(ev: ProcessEvidence, t: Thresholds = Thresholds()) -> list[Verdict]:
+    """Every verdict for one process: the state verdict first, then the findings."""
+    out = [state_verdict(ev, t)]
+    for finding in (memory_verdict(ev, t), fd_verdict(ev, t)):
+        if finding is not None:
+            out.append(finding)
+    return out

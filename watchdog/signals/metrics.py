@@ -1,0 +1,76 @@
+"""Scrape a server's Prometheus metrics and read per-worker gauges from them.
+
+Servers under gunicorn expose every worker's gauges on one ``/metrics`` page (prometheus_client multiprocess
+mode), each sample with a ``pid`` label; ``by_pid`` picks a gauge's value per worker. In-flight gauges (any
+name containing ``in_flight``, such as the demo's ``demo_downstream_in_flight`` or the guard library's) say
+whether a hot worker is serving anything at all.
+
+Parsing is prometheus_client's own parser; fetching is one bounded aiohttp GET. A down endpoint raises
+``MetricsUnavailable``: missing data is a state to show, never a zero.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from watchdog.errors import MetricsUnavailable
+
+IN_FLIGHT = re.compile(r"in_flight")
+
+
+@dataclass(frozen=True)
+class MetricSample:
+    """One sample line: full ``name`` (with any ``_total``/``_bucket`` suffix), ``labels`` and ``value``."""
+
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+def parse(text: str) -> list[MetricSample]:
+    """Every sample in a Prometheus text exposition. Raises ``ValueError`` on text that is not one."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [
+        MetricSample(s.name, dict(s.labels), float(s.value))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
+
+
+def by_pid(samples: list[MetricSample], name: str | re.Pattern[str]) -> dict[int, dict[str, float]]:
+    """For samples whose name matches ``name`` (exact string, or a regex searched), value per ``pid`` label and
+    sample name: ``{pid: {sample_name: value}}``. Samples without a numeric ``pid`` label are skipped."""
+    out: dict[int, dict[str, float]] = {}
+    for s in samples:
+        if (s.name != name) if isinstance(name, str) else not name.search(s.name):
+            continue
+        pid = s.labels.get("pid", "")
+        if pid.isdigit():
+            out.setdefault(int(pid), {})[s.name] = s.value
+    return out
+
+
+async def scrape(url: str, *, timeout: float = 2.0) -> list[MetricSample]:
+    """GET ``url`` and parse it; raises ``MetricsUnavailable`` naming the url and what went wrong."""
+    import aiohttp
+
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
+            session.get(url) as resp,
+        ):
+            if resp.status != 200:
+                raise MetricsUnavailable(url, f"HTTP {resp.status}")
+            text = await resp.text()
+    except MetricsUnavailable:
+        raise
+    except TimeoutError:
+        raise MetricsUnavailable(url, f"no answer within {timeout:g} s") from None
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        raise MetricsUnavailable(url, str(exc) or type(exc).__name__) from None
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise MetricsUnavailable(url, f"not Prometheus text ({exc})") from None

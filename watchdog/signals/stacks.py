@@ -1,0 +1,264 @@
+"""Python stacks of a running process, sampled from outside with py-spy, aggregated per thread.
+
+One ``py-spy record --format raw`` subprocess samples the target ``rate`` times a second for ``duration``
+seconds (we stop it with SIGINT, so durations need not be whole seconds) and writes collapsed stacks with
+counts; ``--idle`` keeps the samples of sleeping threads (an event loop waiting in ``select`` is evidence too)
+and ``--threads`` keeps native thread ids, which match psutil's, so per-thread CPU joins per-thread stacks.
+
+The API is async and never blocks the event loop: the subprocess is an ``anyio`` process, every wait has a
+timeout, ``limiter`` bounds how many py-spy processes run at once, and a cancelled sampler kills and reaps its
+py-spy before it returns (no orphans).
+
+Blocking or not: by default py-spy pauses the target for each sample (``nonblocking=False``). Measured on a
+real anyio spin (README, "Blocking or nonblocking sampling"; ``bench/sampling_modes.py``), blocking samples
+saw ``_deliver_cancellation`` more often on 3.11, 3.12 and 3.13 and 10-20 % more samples were kept; the price
+is a pause per sample, measured by ``bench/diagnose_speed.py`` as echo latency with and without a diagnose.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.abc
+
+from watchdog.errors import (
+    InspectError,
+    NotPython,
+    ProcessGone,
+    PtraceDenied,
+    PySpyMissing,
+    SamplerFailed,
+    UnsupportedPython,
+)
+
+SUPPORTED_PYTHON = "CPython 3.8 to 3.13"
+_SUPPORTED_MINORS = range(8, 14)
+
+_FRAME = re.compile(r"^(?P<name>.*) \((?P<file>.*):(?P<line>\d+)\)$")
+_THREAD = re.compile(r"^thread \((?P<tid>0x[0-9a-fA-F]+|\d+)\)(?::\s*(?P<name>.*))?$")
+_SAMPLES = re.compile(r"Samples:\s*(\d+)\s+Errors:\s*(\d+)")
+_SHORT = re.compile(r"^.*/(?:site-packages|dist-packages|lib/python\d+\.\d+)/")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One Python frame: function ``name``, source ``path`` (as the target sees it) and ``line``."""
+
+    name: str
+    path: str
+    line: int
+
+    @property
+    def short_path(self) -> str:
+        """The path from the package down (``anyio/_backends/_asyncio.py``), as py-spy shows it."""
+        return _SHORT.sub("", self.path)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.short_path}:{self.line})"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A distinct stack (``frames`` innermost first, like ``py-spy dump``) and how many samples had it."""
+
+    frames: tuple[Frame, ...]
+    count: int
+
+
+@dataclass(frozen=True)
+class ThreadStacks:
+    """The samples of one thread: native ``tid``, ``name``, total ``samples``, and its distinct ``stacks``, most
+    frequent first."""
+
+    tid: int
+    name: str
+    samples: int
+    stacks: tuple[Stack, ...]
+
+    def count(self, match: Callable[[Stack], bool]) -> int:
+        """How many of this thread's samples have a stack for which ``match`` is true."""
+        return sum(s.count for s in self.stacks if match(s))
+
+    def count_frame(self, pattern: str | re.Pattern[str]) -> int:
+        """How many samples have a frame whose ``name`` matches ``pattern`` (a regex, searched) anywhere."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        return self.count(lambda s: any(rx.search(f.name) for f in s.frames))
+
+
+@dataclass(frozen=True)
+class StackSamples:
+    """What one sampling run saw: per-thread stacks, the ``samples`` py-spy took (thread-samples: one per thread
+    per tick) and the ``errors`` it had (torn reads, mostly with ``nonblocking``), over ``duration_s``."""
+
+    pid: int
+    duration_s: float
+    rate_hz: int
+    nonblocking: bool
+    samples: int
+    errors: int
+    threads: tuple[ThreadStacks, ...]
+
+    def thread(self, tid: int) -> ThreadStacks | None:
+        return next((t for t in self.threads if t.tid == tid), None)
+
+    def files(self) -> set[str]:
+        """Every source path seen in any frame (to find the target's site-packages)."""
+        return {f.path for t in self.threads for s in t.stacks for f in s.frames}
+
+
+def parse_raw(text: str, *, pid: int = 0, duration_s: float = 0.0, rate_hz: int = 0, nonblocking: bool = False,
+              samples: int | None = None, errors: int = 0) -> StackSamples:  # fmt: skip
+    """Parse py-spy's ``--format raw --threads`` output (collapsed stacks, outermost first, then a count)."""
+    per_thread: dict[int, dict[tuple[Frame, ...], int]] = defaultdict(lambda: defaultdict(int))
+    names: dict[int, str] = {}
+    for line in text.splitlines():
+        body, _, count_text = line.rstrip().rpartition(" ")
+        if not body or not count_text.isdigit():
+            continue
+        parts = body.split(";")
+        tid, name = 0, ""
+        if parts and (m := _THREAD.match(parts[0])):
+            tid = int(m.group("tid"), 16) if m.group("tid").startswith("0x") else int(m.group("tid"))
+            name = (m.group("name") or "").strip()
+            parts = parts[1:]
+        frames = []
+        for part in parts:
+            fm = _FRAME.match(part)
+            if fm:
+                frames.append(Frame(fm.group("name"), fm.group("file"), int(fm.group("line"))))
+            else:
+                frames.append(Frame(part, "", 0))
+        names.setdefault(tid, name)
+        per_thread[tid][tuple(reversed(frames))] += int(count_text)
+    threads = []
+    for tid, stacks in per_thread.items():
+        ordered = sorted((Stack(f, c) for f, c in stacks.items()), key=lambda s: -s.count)
+        threads.append(ThreadStacks(tid, names.get(tid, ""), sum(s.count for s in ordered), tuple(ordered)))
+    threads.sort(key=lambda t: -t.samples)
+    total = sum(t.samples for t in threads)
+    return StackSamples(pid, duration_s, rate_hz, nonblocking, total if samples is None else samples, errors,
+                        tuple(threads))  # fmt: skip
+
+
+def find_py_spy(explicit: str | None = None, *, pid: int = 0) -> str:
+    """The py-spy to run: ``explicit`` if given (it must exist), else next to this interpreter, else on PATH."""
+    candidates = [explicit] if explicit else [str(Path(sys.executable).with_name("py-spy")), "py-spy (on PATH)"]
+    if explicit:
+        if os.path.isfile(explicit) and os.access(explicit, os.X_OK):
+            return explicit
+        raise PySpyMissing(pid, candidates)
+    local = Path(sys.executable).with_name("py-spy")
+    if local.is_file():
+        return str(local)
+    found = shutil.which("py-spy")
+    if found:
+        return found
+    raise PySpyMissing(pid, candidates)
+
+
+def classify_failure(pid: int, returncode: int | None, stderr: str) -> InspectError:
+    """Map py-spy's complaint to the error that says what to do about it."""
+    low = stderr.lower()
+    if "permission denied" in low or "operation not permitted" in low:
+        first = next((ln for ln in stderr.splitlines() if "ermission" in ln or "permitted" in ln), "py-spy")
+        return PtraceDenied(pid, first.strip()[:200])
+    if "unsupported version of python" in low:
+        m = re.search(r"unsupported version of python:?\s*([\w.+]+)", stderr, re.I)
+        return UnsupportedPython(pid, m.group(1) if m else "unknown", SUPPORTED_PYTHON)
+    if "no such process" in low or "failed to get process executable name" in low:
+        return ProcessGone(pid, "before py-spy could attach")
+    if "failed to find python version" in low or "failed to find a python interpreter" in low:
+        return NotPython(pid, "no Python interpreter found by py-spy")
+    return SamplerFailed(pid, returncode, stderr)
+
+
+def check_supported(pid: int, version: str) -> None:
+    """Raise ``UnsupportedPython`` unless ``version`` (``3.11.7`` or ``3.11``) is one diagnose can read."""
+    m = re.match(r"(\d+)\.(\d+)", version)
+    if m and (int(m.group(1)) != 3 or int(m.group(2)) not in _SUPPORTED_MINORS):
+        raise UnsupportedPython(pid, version, SUPPORTED_PYTHON)
+
+
+async def _read_all(stream: anyio.abc.ByteReceiveStream | None, into: bytearray) -> None:
+    if stream is None:
+        return
+    async for chunk in stream:
+        if len(into) < 1 << 16:
+            into.extend(chunk)
+
+
+async def sample_stacks(
+    pid: int,
+    *,
+    duration: float = 3.0,
+    rate: float = 100,
+    nonblocking: bool = False,
+    py_spy: str | None = None,
+    limiter: anyio.CapacityLimiter | None = None,
+    grace: float = 5.0,
+) -> StackSamples:
+    """Sample ``pid``'s Python stacks for ``duration`` seconds at ``rate`` Hz with one py-spy process.
+
+    Raises ``PySpyMissing``, ``PtraceDenied``, ``ProcessGone`` (before attaching), ``NotPython``,
+    ``UnsupportedPython`` or ``SamplerFailed``. A target that exits mid-window ends the run early without an
+    error: the result's ``duration_s`` says how long it really lasted, and the caller decides what that means.
+    ``grace`` bounds how long py-spy may take to write its output after the window (then it is killed).
+    """
+    exe = find_py_spy(py_spy, pid=pid)
+    duration = max(0.2, float(duration))
+    hz = max(1, round(rate))
+    if limiter is None:
+        return await _sample(exe, pid, duration, hz, nonblocking, grace)
+    async with limiter:
+        return await _sample(exe, pid, duration, hz, nonblocking, grace)
+
+
+async def _sample(exe: str, pid: int, duration: float, hz: int, nonblocking: bool, grace: float) -> StackSamples:
+    with tempfile.TemporaryDirectory(prefix="watchdog-stacks-") as tmp:
+        out = os.path.join(tmp, "stacks.raw")
+        cmd = [exe, "record", "--pid", str(pid), "--format", "raw", "--output", out, "--rate", str(hz)]
+        cmd += ["--duration", str(math.ceil(duration) + 1), "--threads", "--idle", "--full-filenames"]
+        if nonblocking:
+            cmd.append("--nonblocking")
+        err = bytearray()
+        started = anyio.current_time()
+        proc = await anyio.open_process(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_read_all, proc.stderr, err)
+                with anyio.move_on_after(duration):
+                    await proc.wait()
+                if proc.returncode is None:
+                    proc.send_signal(signal.SIGINT)  # py-spy stops sampling and writes what it has
+                with anyio.move_on_after(grace):
+                    await proc.wait()
+                if proc.returncode is None:
+                    proc.kill()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            with anyio.CancelScope(shield=True):
+                await proc.wait()
+                await proc.aclose()
+        elapsed = anyio.current_time() - started
+        stderr = err.decode(errors="replace").replace("\r", "\n")
+        path = anyio.Path(out)
+        if proc.returncode != 0 or not await path.exists():
+            raise classify_failure(pid, proc.returncode, stderr)
+        text = await path.read_text(errors="replace")
+    m = _SAMPLES.search(stderr)
+    samples, errors = (int(m.group(1)), int(m.group(2))) if m else (None, 0)
+    return parse_raw(text, pid=pid, duration_s=round(min(elapsed, duration), 3), rate_hz=hz,
+                     nonblocking=nonblocking, samples=samples, errors=errors)  # fmt: skip
