@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import anyio
@@ -30,16 +30,23 @@ from watchdog.actions.recycle import RecyclePlan, Recycler, SignalSender
 from watchdog.agent.events import Event, EventLog
 from watchdog.agent.metrics import AgentMetrics
 from watchdog.agent.sources import ProcessReading, Scrape, cgroup_memory_limit, process_signals, read_process, scrape
+from watchdog.agent.stacks import StackLook
 from watchdog.config import Config, Target
 from watchdog.discovery import Discovery, TargetView, WorkerId
+from watchdog.errors import ProcessGone
 from watchdog.rules import LoadedRules, Rule, RuleEngine, Transition
 from watchdog.signals.catalog import SignalRef, format_value
 from watchdog.signals.series import SignalStore
 
 log = logging.getLogger("watchdog.agent")
 
-StackSampler = Callable[[WorkerId, float, int], Awaitable[dict[str, float | None]]]
-"""Samples a worker's stacks for (duration, rate); returns stack signals, or raises a WatchdogError."""
+
+class StackSampler(Protocol):
+    """Takes one look at a worker's stacks (``watchdog.agent.stacks.StackLooker`` is the real one)."""
+
+    async def look(
+        self, worker: WorkerId, duration: float, rate: int, in_flight: dict[str, float] | None = None
+    ) -> StackLook: ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,8 @@ class ProbeRun:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-Prober = Callable[[Target, aiohttp.ClientSession], Awaitable[ProbeRun]]
+Prober = Callable[[Target, aiohttp.ClientSession | None], Awaitable[ProbeRun]]
+"""Runs a target's probes; on the given session (reused connections), or on fresh connections when None."""
 Diagnoser = Callable[[WorkerId], Awaitable[dict[str, Any]]]
 
 
@@ -67,6 +75,7 @@ class WorkerState:
     probe_ok: bool | None = None
     memory_limit: int | None = None
     exported: set[str] = field(default_factory=set)
+    verdict: dict[str, Any] | None = None
 
 
 @dataclass
@@ -260,7 +269,7 @@ class Agent:
                 since = now - ws.last_stacks
                 cpu = ws.store.current("cpu_percent", now)
                 hot = cpu is not None and cpu >= self.cfg.stacks.hot_cpu_percent
-                stalled = cpu is not None and ws.probe_streak > 0
+                stalled = ws.store.current("loop_wait_outside_selector", now) == 1.0 or ws.probe_streak > 0
                 if ((hot or stalled) and since >= self.cfg.intervals.stacks) or since >= self.cfg.stacks.baseline:
                     ws.last_stacks = now
                     due.append((ts, ws))
@@ -273,8 +282,14 @@ class Agent:
         assert self.stack_sampler is not None
         async with self._stack_limit:
             start = self.clock()
+            fresh = ts.scrape is not None and not ts.scrape.error
+            in_flight = ts.scrape.in_flight(ws.id.pid) if fresh and ts.scrape is not None else None
             try:
-                values = await self.stack_sampler(ws.id, self.cfg.stacks.duration, self.cfg.stacks.rate)
+                look = await self.stack_sampler.look(
+                    ws.id, self.cfg.stacks.duration, self.cfg.stacks.rate, in_flight=in_flight or None
+                )
+            except ProcessGone:
+                return  # the worker exited (or was recycled) mid-look: discovery reports that, not a sampling fault
             except Exception as exc:  # noqa: BLE001 - every sampler failure is a visible state, never a crash
                 message = str(exc) or type(exc).__name__
                 self.metrics.sampling_errors.labels("stacks", type(exc).__name__).inc()
@@ -293,8 +308,12 @@ class Agent:
             finally:
                 self.metrics.stack_seconds.inc(self.clock() - start)
         ws.stack_error = None
+        ws.verdict = look.verdict
         now = self.clock()
-        ws.store.record(now, values, stale_after=max(self.cfg.stacks.baseline, 4 * self.cfg.intervals.stacks))
+        values = look.signals
+        # a look stays current until the next one is due at the latest (the baseline), so rules can cross it
+        # with the process signals sampled in between
+        ws.store.record(now, values, stale_after=self.cfg.stacks.baseline + 2 * self.cfg.stacks.duration)
         self._export(ts, ws, values)
         self._judge_worker(ts, ws, now)
 
@@ -395,6 +414,8 @@ class Agent:
         rule = tr.rule
         pid = ws.id.pid if ws is not None else None
         evidence: dict[str, Any] = {"signals": tr.values}
+        if ws is not None and ws.verdict is not None and any(k.startswith("stack_") for k in tr.values):
+            evidence["stack_verdict"] = ws.verdict
         try:
             for action in rule.actions:
                 if action == "log":
@@ -462,7 +483,7 @@ class Agent:
             drain_url=rc.drain_url,
             drain_token=rc.drain_token,
             drain_wait=rc.drain_wait,
-            grace=rc.grace,
+            grace=rule.grace if rule.grace is not None else rc.grace,
             replacement_timeout=rc.replacement_timeout,
         )
         verb = "would recycle" if self.cfg.dry_run else "recycling"
@@ -517,15 +538,26 @@ class Agent:
             await anyio.sleep(0.2)
         if new_pid is None:
             return None, f"no replacement worker appeared within {plan.replacement_timeout:g} s"
-        if self.prober is None or not ts.cfg.probes or self._http is None:
+        if self.prober is None or not ts.cfg.probes:
             return new_pid, f"replacement worker {new_pid} is up"
-        last = ""
+        # Probe on fresh connections (the kernel spreads them over the workers) until the replacement itself
+        # answers; if the answers never name a worker, a passing probe of the target is what can be said.
+        last, passed_elsewhere = "", 0
         while self.clock() < deadline:
-            run = await self.prober(ts.cfg, self._http)
+            run = await self.prober(ts.cfg, None)
+            if run.ok and run.worker_pid in (new_pid, None):
+                on = f"on worker {new_pid}" if run.worker_pid == new_pid else "(the answer names no worker)"
+                return new_pid, f"replacement worker {new_pid} is up; probe passed {on}"
             if run.ok:
-                return new_pid, f"replacement worker {new_pid} is up; probe passed (answered by {run.worker_pid})"
-            last = run.reason
-            await anyio.sleep(0.5)
+                passed_elsewhere += 1
+            else:
+                last = run.reason
+            await anyio.sleep(0.1 if run.ok else 0.5)
+        if passed_elsewhere:
+            return new_pid, (
+                f"replacement worker {new_pid} is up; {passed_elsewhere} probes passed, all answered by "
+                f"other workers within {plan.replacement_timeout:g} s"
+            )
         return None, f"replacement worker {new_pid} is up but the probe did not pass: {last}"
 
     def _payload(
@@ -559,6 +591,7 @@ class Agent:
                         "create_time": ws.id.create_time,
                         "signals": {k: _finite(v) for k, v in ws.store.snapshot(now).items()},
                         "stack_error": ws.stack_error,
+                        "stack_verdict": ws.verdict,
                         "rules": [s.to_json() for s in self.rules.states(ws.id.key) if s.state != "inactive"],
                     }
                 )

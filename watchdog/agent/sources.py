@@ -14,10 +14,13 @@ from dataclasses import dataclass
 
 import aiohttp
 import psutil
-from prometheus_client.parser import text_string_to_metric_families
 
 from watchdog.discovery import WorkerId
+from watchdog.errors import MetricsUnavailable
+from watchdog.signals import metrics as prom
 from watchdog.signals.catalog import SignalRef
+from watchdog.signals.cgroup import read_cgroup_memory
+from watchdog.signals.metrics import MetricSample
 from watchdog.signals.series import Point, SignalStore, slope
 
 
@@ -29,6 +32,28 @@ class ProcessReading:
     fds: int
     sockets: int
     threads: int
+    loop_outside_selector: bool | None = None
+
+
+_SELECTOR_WAITS = ("epoll", "select", "poll", "sys_poll")
+
+
+def loop_outside_selector(pid: int) -> bool | None:
+    """Is the main thread asleep in the kernel outside its selector? None when it cannot be read.
+
+    An idle event loop sleeps in epoll_wait (wchan ``do_epoll_wait``); a running one is ``R``; a loop stuck in a
+    blocking call sleeps elsewhere (``hrtimer_nanosleep`` for time.sleep, ``sk_wait_data`` for a socket read).
+    """
+    try:
+        with open(f"/proc/{pid}/task/{pid}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+        with open(f"/proc/{pid}/task/{pid}/wchan") as f:
+            wchan = f.read().strip()
+    except (OSError, IndexError):
+        return None
+    if state not in ("S", "D") or wchan in ("", "0"):
+        return False
+    return not any(w in wchan for w in _SELECTOR_WAITS)
 
 
 def fd_counts(pid: int) -> tuple[int, int]:
@@ -61,37 +86,17 @@ def read_process(worker: WorkerId, t: float) -> ProcessReading | None:
             threads = p.num_threads()
         fds, sockets = fd_counts(worker.pid)
         return ProcessReading(
-            t=t, cpu_seconds=cpu.user + cpu.system, rss=rss, fds=fds, sockets=sockets, threads=threads
-        )
+            t=t, cpu_seconds=cpu.user + cpu.system, rss=rss, fds=fds, sockets=sockets, threads=threads,
+            loop_outside_selector=loop_outside_selector(worker.pid),
+        )  # fmt: skip
     except (psutil.NoSuchProcess, psutil.ZombieProcess, FileNotFoundError, ProcessLookupError):
         return None
 
 
 def cgroup_memory_limit(pid: int) -> int | None:
-    """The memory limit of ``pid``'s cgroup (v2 ``memory.max`` or v1 ``memory.limit_in_bytes``), if any."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    candidates = []
-    for line in lines:
-        hid, controllers, path = line.split(":", 2)
-        if hid == "0" and controllers == "":
-            candidates += [f"/sys/fs/cgroup{path}/memory.max", f"/sys/fs/cgroup/unified{path}/memory.max"]
-        elif "memory" in controllers.split(","):
-            candidates.append(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
-    for c in candidates:
-        try:
-            with open(c) as f:
-                raw = f.read().strip()
-        except OSError:
-            continue
-        if raw == "max":
-            return None
-        if raw.isdigit() and int(raw) < 1 << 60:  # v1 reports "no limit" as a huge number
-            return int(raw)
-    return None
+    """The memory limit of ``pid``'s own cgroup (v2 or v1), if it has one."""
+    mem = read_cgroup_memory(pid)
+    return mem.limit_bytes if mem is not None else None
 
 
 def process_signals(
@@ -109,6 +114,7 @@ def process_signals(
         "open_fds": float(now.fds),
         "sockets": float(now.sockets),
         "threads": float(now.threads),
+        "loop_wait_outside_selector": None if now.loop_outside_selector is None else float(now.loop_outside_selector),
         "cpu_percent": None,
         "memory_limit_bytes": float(memory_limit) if memory_limit else None,
     }
@@ -130,39 +136,31 @@ def process_signals(
 
 @dataclass
 class Scrape:
-    """One scrape of a target's /metrics: per (sample name, labels) value; or the error that prevented it."""
+    """One scrape of a target's /metrics: its samples, or the error that prevented it."""
 
-    samples: list[tuple[str, dict[str, str], float]]
+    samples: list[MetricSample]
     error: str | None = None
 
     def value(self, ref: SignalRef, pid: int) -> float | None:
         """Max over samples named ``ref.metric`` matching its labels and belonging to ``pid`` (or to no pid)."""
         best: float | None = None
         want = dict(ref.labels)
-        for name, labels, value in self.samples:
-            if name != ref.metric or any(labels.get(k) != v for k, v in want.items()):
+        for s in self.samples:
+            if s.name != ref.metric or any(s.labels.get(k) != v for k, v in want.items()):
                 continue
-            owner = labels.get("pid")
+            owner = s.labels.get("pid")
             if owner is not None and owner != str(pid):
                 continue
-            best = value if best is None else max(best, value)
+            best = s.value if best is None else max(best, s.value)
         return best
+
+    def in_flight(self, pid: int) -> dict[str, float]:
+        """The in-flight gauges carrying ``pid`` (for the stack verdict's "no requests in flight")."""
+        return prom.by_pid(self.samples, prom.IN_FLIGHT).get(pid, {})
 
 
 async def scrape(http: aiohttp.ClientSession, url: str, timeout: float) -> Scrape:
     try:
-        async with http.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-            if r.status != 200:
-                return Scrape([], f"HTTP {r.status} from {url}")
-            text = await r.text()
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        return Scrape([], f"cannot scrape {url}: {exc or type(exc).__name__}")
-    try:
-        samples = [
-            (s.name, dict(s.labels), float(s.value))
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        ]
-    except ValueError as exc:
-        return Scrape([], f"malformed metrics from {url}: {exc}")
-    return Scrape(samples)
+        return Scrape(await prom.scrape(url, timeout=timeout, session=http))
+    except MetricsUnavailable as exc:
+        return Scrape([], f"cannot scrape {url}: {exc.reason}")

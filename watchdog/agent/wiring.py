@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
+import anyio
 
 from watchdog.agent.events import setup_logging
-from watchdog.agent.loop import Agent, Prober, ProbeRun
+from watchdog.agent.loop import Agent, Diagnoser, Prober, ProbeRun
+from watchdog.agent.stacks import StackLooker
 from watchdog.config import Config, Target, load_config
+from watchdog.diagnose import diagnose
+from watchdog.discovery import WorkerId, still_same
 from watchdog.errors import ConfigError, ConfigErrors
 from watchdog.probes import ProbeSpec, load_probe, run_probe
 from watchdog.rules import LoadedRules, load_rules
@@ -61,7 +66,7 @@ def load_everything(path: str | os.PathLike[str]) -> Loaded:
 def make_prober(probes: dict[str, list[ProbeSpec]]) -> Prober:
     """Runs a target's probes in turn on the agent's shared HTTP session; one combined verdict per round."""
 
-    async def prober(target: Target, http: aiohttp.ClientSession) -> ProbeRun:
+    async def prober(target: Target, http: aiohttp.ClientSession | None) -> ProbeRun:
         results = [await run_probe(spec, url=target.probe_url, session=http) for spec in probes[target.name]]
         failed = [r for r in results if not r.ok]
         pid = next((r.worker_pid for r in results if r.worker_pid is not None), None)
@@ -77,8 +82,27 @@ def make_prober(probes: dict[str, list[ProbeSpec]]) -> Prober:
     return prober
 
 
+def make_diagnoser(duration: float = 2.0) -> Diagnoser:
+    """The ``diagnose`` action: ``watchdog diagnose`` of one worker, its report attached to the event."""
+
+    async def diagnoser(worker: WorkerId) -> dict[str, Any]:
+        if not await anyio.to_thread.run_sync(still_same, worker):
+            return {"error": f"worker {worker.pid} is gone; nothing to diagnose"}
+        report = await diagnose(worker.pid, duration=duration)
+        (process,) = report.to_dict()["processes"][:1]
+        return dict(process)
+
+    return diagnoser
+
+
 def build_agent(loaded: Loaded) -> Agent:
     cfg = loaded.cfg
     setup_logging(cfg.log.format, cfg.log.level)
     has_probes = any(loaded.probes.values())
-    return Agent(cfg, loaded.rules, prober=make_prober(loaded.probes) if has_probes else None)
+    return Agent(
+        cfg,
+        loaded.rules,
+        prober=make_prober(loaded.probes) if has_probes else None,
+        stack_sampler=StackLooker(cfg.stacks.patterns) if cfg.stacks.enabled else None,
+        diagnoser=make_diagnoser(),
+    )

@@ -154,7 +154,7 @@ class Notify:
 class Intervals:
     """How often each signal is sampled."""
 
-    process: Duration = setting(Duration(2.0), doc="psutil and cgroup facts.")
+    process: Duration = setting(Duration(1.0), doc="psutil and /proc facts (cheap: a few ms for several workers).")
     metrics: Duration = setting(Duration(5.0), doc="Scrapes of each target's `metrics_url`.")
     stacks: Duration = setting(Duration(5.0), doc="py-spy stack sampling of each worker.")
     probes: Duration = setting(Duration(10.0), doc="Deep probes.")

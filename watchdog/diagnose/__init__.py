@@ -10,7 +10,7 @@ Layout (each module imports only those above it):
 - ``render``: the terminal report.
 """
 
-from watchdog.diagnose.collect import DEFAULT_DURATION, DEFAULT_RATE, diagnose
+from watchdog.diagnose.collect import DEFAULT_DURATION, DEFAULT_RATE, collect_evidence, diagnose
 from watchdog.diagnose.evidence import Poll, ProcessEvidence
 from watchdog.diagnose.render import render_text
 from watchdog.diagnose.report import SCHEMA_VERSION, DiagnoseReport, ProcessReport, schema
@@ -26,6 +26,7 @@ __all__ = [
     "ProcessReport",
     "Thresholds",
     "Verdict",
+    "collect_evidence",
     "diagnose",
     "evaluate",
     "render_text",

@@ -117,6 +117,33 @@ async def _collect(
     return ProcessEvidence(info, first, last, tuple(polls), stacks, interp, cgroup, names, flight, flight_error)
 
 
+async def collect_evidence(
+    pid: int,
+    *,
+    create_time: float | None = None,
+    duration: float = DEFAULT_DURATION,
+    rate: float = DEFAULT_RATE,
+    nonblocking: bool = False,
+    py_spy: str | None = None,
+    limiter: anyio.CapacityLimiter | None = None,
+    poll_interval: float = 0.2,
+    in_flight: dict[str, float] | None = None,
+) -> ProcessEvidence:
+    """The evidence for one process over one window, for callers that judge it themselves (the sidecar judges
+    each worker with ``state_verdict`` exactly as ``diagnose`` does). ``create_time``, when given, must match:
+    a reused pid raises ``ProcessGone``. ``in_flight`` is the worker's in-flight gauges, if the caller has them.
+    """
+    info = await anyio.to_thread.run_sync(describe, pid)
+    if create_time is not None and abs(info.create_time - create_time) > 0.01:
+        raise ProcessGone(pid, "and its pid now belongs to another process")
+    exe = find_py_spy(py_spy, pid=pid)
+    return await _collect(
+        info, duration=duration, rate=rate, nonblocking=nonblocking, py_spy=exe,
+        limiter=limiter or anyio.CapacityLimiter(1), poll_interval=poll_interval,
+        in_flight=lambda: (in_flight, None),
+    )  # fmt: skip
+
+
 async def diagnose(
     pid: int,
     *,

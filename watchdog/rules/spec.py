@@ -154,6 +154,11 @@ class Rule:
         Duration(300.0), doc="Minimum time between two runs of the actions for one worker (or target)."
     )
     advice: str = setting("", doc="What an operator should do; attached to notifications.")
+    grace: Duration | None = setting(
+        None,
+        doc="Overrides the target's recycle grace (SIGTERM to SIGKILL) when this rule recycles: a worker that "
+        "cannot act on SIGTERM (a spin) gains nothing from a long wait.",
+    )
 
     @property
     def target_scope(self) -> bool:

@@ -61,6 +61,13 @@ SIGNALS: dict[str, SignalInfo] = {
         _s("fd_growth_per_second", "fds/s", "process", "Least-squares slope of open_fds over the fd window."),
         _s("sockets", "count", "process", "Open sockets (any family), counted from the process's fds."),
         _s("threads", "count", "process", "OS threads."),
+        _s(
+            "loop_wait_outside_selector",
+            "0 or 1",
+            "process",
+            "1 when the worker's main (event-loop) thread sleeps in the kernel somewhere other than its selector "
+            "(epoll/select/poll): a blocking call in the loop. Cheap, from /proc; a hint that triggers a stack look.",
+        ),
         _s("stack_samples", "count", "stacks", "Stack samples in the latest py-spy window."),
         _s(
             "stack_active_ratio",
@@ -87,6 +94,21 @@ SIGNALS: dict[str, SignalInfo] = {
             "Samples showing anyio CancelScope._deliver_cancellation in the latest window.",
         ),
         _s("stack_spin_ratio", "ratio", "stacks", "stack_spin_samples / stack_samples."),
+        _s(
+            "stack_spin_confidence",
+            "0-3",
+            "stacks",
+            "The diagnose engine's spin verdict on the latest look: 0 none, 1 low, 2 medium, 3 high confidence. "
+            "It combines the loop thread's CPU (or time runnable), _deliver_cancellation hits, the share of "
+            "loop machinery and work in flight, exactly as `watchdog diagnose` does.",
+        ),
+        _s(
+            "stack_blocked_confidence",
+            "0-3",
+            "stacks",
+            "The diagnose engine's blocked verdict: the loop thread stuck in one call outside its selector.",
+        ),
+        _s("stack_busy_confidence", "0-3", "stacks", "The diagnose engine's busy verdict: CPU-bound application code."),
         _s("probe_ok", "0 or 1", "probes", "1 if the latest probe this worker answered passed."),
         _s(
             "probe_consecutive_failures",

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from watchdog.errors import MetricsUnavailable
+
+if TYPE_CHECKING:
+    import aiohttp
 
 IN_FLIGHT = re.compile(r"in_flight")
 
@@ -52,18 +56,25 @@ def by_pid(samples: list[MetricSample], name: str | re.Pattern[str]) -> dict[int
     return out
 
 
-async def scrape(url: str, *, timeout: float = 2.0) -> list[MetricSample]:
-    """GET ``url`` and parse it; raises ``MetricsUnavailable`` naming the url and what went wrong."""
+async def scrape(url: str, *, timeout: float = 2.0, session: aiohttp.ClientSession | None = None) -> list[MetricSample]:
+    """GET ``url`` and parse it; raises ``MetricsUnavailable`` naming the url and what went wrong.
+
+    ``session``, when given, is used (and left open) so a caller scraping every few seconds reuses connections.
+    """
     import aiohttp
 
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
-            session.get(url) as resp,
-        ):
+    async def fetch(http: aiohttp.ClientSession) -> str:
+        async with http.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             if resp.status != 200:
                 raise MetricsUnavailable(url, f"HTTP {resp.status}")
-            text = await resp.text()
+            return await resp.text()
+
+    try:
+        if session is not None:
+            text = await fetch(session)
+        else:
+            async with aiohttp.ClientSession() as own:
+                text = await fetch(own)
     except MetricsUnavailable:
         raise
     except TimeoutError:
