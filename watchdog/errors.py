@@ -4,7 +4,9 @@ The tree::
 
     WatchdogError                 base of everything below; never raised bare
     ├── ConfigError               one bad spot in a YAML file: file, line, key path and what would be valid
-    └── ConfigErrors              every ConfigError found in one file (or one config and the files it names)
+    ├── ConfigErrors              every ConfigError found in one file (or one config and the files it names)
+    └── GuardError                raised inside a server by the in-process library, ``watchdog.guard``
+        └── Saturated             a Limiter found no free slot within its ``max_wait``: backpressure made visible
 
 A ``WatchdogError`` is an expected failure with a message fit for an operator: the CLI prints it and exits
 with a documented code, never with a traceback. Anything else that escapes is a bug.
@@ -56,3 +58,32 @@ class ConfigErrors(WatchdogError):
 
     def __len__(self) -> int:
         return len(self.errors)
+
+
+class GuardError(WatchdogError):
+    """Base class of the errors ``watchdog.guard`` raises inside a server; catch it to handle them all."""
+
+
+class Saturated(GuardError):
+    """Raised when a ``watchdog.guard.Limiter`` could not give the caller a slot within its ``max_wait``.
+
+    This is backpressure reaching the caller instead of a pile of waiting work: answer it (an MCP tool error, an
+    HTTP 503 with ``Retry-After``), do not retry in a tight loop. It carries what the caller needs to say so:
+    ``name`` of the limiter, its ``limit``, how many callers were ``in_flight`` and ``waiting`` when it gave up,
+    how long this caller ``waited`` (seconds), and ``retry_after``, a suggestion in seconds (at least 1) drawn
+    from how long recent callers waited for a slot.
+    """
+
+    def __init__(
+        self, name: str, *, limit: int, in_flight: int, waiting: int, waited: float, retry_after: float
+    ) -> None:
+        self.name = name
+        self.limit = limit
+        self.in_flight = in_flight
+        self.waiting = waiting
+        self.waited = waited
+        self.retry_after = retry_after
+        super().__init__(
+            f"{name}: no free slot within {waited:.3g} s ({in_flight} of {limit} in flight, {waiting} waiting); "
+            f"retry after {retry_after:.3g} s"
+        )
