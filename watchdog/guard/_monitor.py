@@ -56,14 +56,22 @@ async def monitor(
 
 
 def metrics_app(registry: RegistryArg = "default") -> ASGIApp:
-    """An ASGI endpoint serving Prometheus text: ``Route("/metrics", metrics_app())`` or ``Mount``.
+    """An ASGI endpoint serving Prometheus text, e.g. Starlette's ``Route("/metrics", metrics_app())``.
 
     In multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set, as under gunicorn) every scrape reads all workers'
     files, whichever worker serves it, and the per-worker gauges carry each worker's ``pid``. Otherwise it
-    serves ``registry`` (prometheus_client's default one unless told).
+    serves ``registry`` (prometheus_client's default one unless told). The text is produced in a worker thread,
+    so a large page does not hold up the event loop.
     """
+    return _MetricsApp(registry)
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+
+class _MetricsApp:
+    # A class, not a function: Starlette's Route passes an object that is not a function the raw ASGI call.
+    def __init__(self, registry: RegistryArg) -> None:
+        self.registry = registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
         if _metrics.multiprocess_mode():
@@ -72,10 +80,8 @@ def metrics_app(registry: RegistryArg = "default") -> ASGIApp:
             source = CollectorRegistry()
             multiprocess.MultiProcessCollector(source)  # type: ignore[no-untyped-call]
         else:
-            source = REGISTRY if registry == "default" or registry is None else registry
+            source = REGISTRY if self.registry == "default" or self.registry is None else self.registry
         body = await anyio.to_thread.run_sync(generate_latest, source)
         headers = [(b"content-type", CONTENT_TYPE_LATEST.encode()), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-
-    return app

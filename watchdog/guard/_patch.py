@@ -26,9 +26,10 @@ def patch_cancel_delivery(max_redeliveries: int = 1000, *, registry: RegistryArg
     delivery it stops re-arming, logs the tasks that would not finish (once per scope), and counts it in
     ``watchdog_guard_cancel_delivery_stopped_total``. The worker's CPU returns to idle.
 
-    The price: the stuck tasks are left running, no longer being cancelled (a later cancellation starts a new,
-    equally bounded delivery). A healthy cancellation finishes in a handful of re-deliveries, so the default of
-    1000 (milliseconds of spinning) only ever stops a real spin. Prefer, in this order: fix the task that
+    The price: the stuck tasks are left running and are not cancelled again by that scope (nor by the scopes
+    around it, which skip a scope already cancelled); they end only if they return by themselves. A healthy
+    cancellation finishes in a handful of re-deliveries, so the default of 1000 (milliseconds of spinning)
+    only ever stops a real spin. Prefer, in this order: fix the task that
     swallows cancellation, bound your cleanups (``cleanup_timeout``), let the sidecar recycle the worker.
 
     It changes a private method of anyio, so it is tested on the versions in ``TESTED_ANYIO`` only (anyio

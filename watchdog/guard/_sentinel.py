@@ -78,6 +78,8 @@ class SpinSentinel:
         self._tracking: dict[int, tuple[Any, float]] = {}  # scope id -> (scope, first seen pending)
         self._logged: set[int] = set()
         self._spinning: tuple[SpinningScope, ...] = ()
+        self._checks = 0
+        self._deliveries_seen = 0
         self._unsupported: str | None = None
         self._hub = _metrics.hub_for(registry)
         self._cold = self._hub is not None and self._hub.multiprocess
@@ -116,6 +118,8 @@ class SpinSentinel:
             since = seen[1] if seen is not None and seen[0] is scope else now
             tracking[sid] = (scope, since)
         self._tracking = tracking
+        self._checks += 1
+        self._deliveries_seen += len(tracking)
         spinning = []
         for sid, (scope, since) in tracking.items():
             if now - since < self.threshold:
@@ -139,6 +143,16 @@ class SpinSentinel:
     def spinning(self) -> tuple[SpinningScope, ...]:
         """What the latest check found."""
         return self._spinning
+
+    @property
+    def checks(self) -> int:
+        """Checks made so far."""
+        return self._checks
+
+    @property
+    def deliveries_seen(self) -> int:
+        """Cancel deliveries in progress that checks came across (healthy ones, almost always), in total."""
+        return self._deliveries_seen
 
     def _metric_samples(self) -> Iterable[Sample]:
         if self._unsupported is not None:
