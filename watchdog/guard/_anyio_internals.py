@@ -97,7 +97,7 @@ def describe_task(task: asyncio.Task[Any], depth: int = 8) -> str:
         if f is None:
             parts.append("...")
         else:
-            parts.append(f"{f.f_code.co_name} ({_short(f.f_code.co_filename)}:{f.f_lineno})")
+            parts.append(f"{f.f_code.co_name} ({short_filename(f.f_code.co_filename)}:{f.f_lineno})")
     return f"{task.get_name()}: {' > '.join(parts) or '(not started)'}"
 
 
@@ -109,7 +109,8 @@ def _coroutine_frames(coro: Any) -> Iterator[Any]:
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
 
 
-def _short(filename: str) -> str:
+def short_filename(filename: str) -> str:
+    """``filename`` relative to the longest ``sys.path`` entry it is under (``anyio/_core/_tasks.py``)."""
     for base in sorted((p for p in sys.path if p), key=len, reverse=True):
         if filename.startswith(base + os.sep):
             return filename[len(base) + 1 :]

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import anyio
 
 from watchdog.guard import _metrics
+from watchdog.guard._anyio_internals import short_filename as _short
 from watchdog.guard._metrics import RegistryArg
 
 logger = logging.getLogger("watchdog.guard")
@@ -78,11 +79,10 @@ def _timed_out(result: CleanupResult, tb: TracebackType | None, registry: Regist
     if hub is not None:
         hub.counter(_metrics.CLEANUP_TIMEOUTS).labels(result.name).inc()
     where = ""
-    if tb is not None:
-        frames = traceback.extract_tb(tb)
-        if frames:
-            last = frames[-1]
-            where = f"; it was waiting at {last.filename}:{last.lineno} in {last.name}"
+    frames = [f for f in traceback.extract_tb(tb) if f.filename != __file__] if tb is not None else []
+    if frames:
+        shown = frames if len(frames) <= 6 else [*frames[:3], *frames[-3:]]
+        where = "; it was waiting in " + " > ".join(f"{f.name} ({_short(f.filename)}:{f.lineno})" for f in shown)
     logger.warning("cleanup %r timed out after %g s and was abandoned%s", result.name, result.seconds, where)
 
 
