@@ -57,9 +57,11 @@ class Drain:
 
     1. ``GET ready_path`` answers 503 (Kubernetes stops routing here) and ``watchdog_guard_draining`` reads 1.
     2. New work is refused with 503, ``Retry-After`` and ``Connection: close`` (a JSON-RPC error on MCP paths),
-       so clients reconnect elsewhere; under gunicorn another worker takes them. Requests of an existing MCP
-       session (an ``Mcp-Session-Id`` header, or the ``session_id`` of a legacy SSE POST) still pass, so a
-       session can finish what it started. Exempt paths (health, metrics) keep answering.
+       so clients reconnect elsewhere; under gunicorn another worker takes them. Work already under way may
+       finish what it started: requests of an existing MCP session (an ``Mcp-Session-Id`` header, or the
+       ``session_id`` of a legacy SSE POST) and requests on a connection that had a request in progress when the
+       drain began (stateless MCP has no session ids; its follow-ups come on the same connection) still pass.
+       Exempt paths (health, metrics) keep answering.
     3. Requests in flight (and the callers of the ``wait_for`` limiters) get up to ``timeout`` seconds.
     4. Event streams (GET ``text/event-stream``) are closed: the app is told the client disconnected, the
        response is ended properly, and after ``stream_close_timeout`` a stream that has not ended is cancelled.
@@ -129,6 +131,8 @@ class Drain:
         self._wait_for = tuple(wait_for)
         self._state: State = "serving"
         self._in_flight = 0
+        self._clients: dict[Any, int] = {}  # connection (client address) -> requests in progress on it
+        self._sessions: frozenset[Any] = frozenset()  # connections busy when the drain started
         self._streams: set[_Stream] = set()
         self._installed = False
         self._previous: dict[int, Any] = {}
@@ -153,7 +157,7 @@ class Drain:
                 await self._drain_endpoint(scope, send)
             elif path in self._exempt:
                 await self.app(scope, receive, send)
-            elif self._state != "serving" and not _in_session(scope):
+            elif self._state != "serving" and not self._admitted(scope):
                 await send_unavailable(
                     send,
                     message="server is draining (shutting down); retry on another connection",
@@ -164,17 +168,33 @@ class Drain:
             elif is_event_stream(scope):
                 await self._stream(scope, receive, send)
             else:
+                client = scope.get("client")
+                clients = self._clients
+                clients[client] = clients.get(client, 0) + 1
                 self._in_flight += 1
                 try:
                     await self.app(scope, receive, send)
                 finally:
                     self._in_flight -= 1
+                    if clients[client] == 1:
+                        del clients[client]
+                    else:
+                        clients[client] -= 1
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
         elif kind == "websocket" and self._state != "serving":
             await send({"type": "websocket.close", "code": 1012, "reason": "server is draining"})
         else:
             await self.app(scope, receive, send)
+
+    def _admitted(self, scope: Scope) -> bool:
+        """During a drain: a request of work already under way is served, anything new is refused.
+
+        Under way means an MCP session that exists (its id is on the request) or a connection that had a request
+        in progress when the drain began. Stateless MCP (2026-07-28) has no session ids: a client's follow-up to
+        the call it is finishing (the SDK lists tools to check a result) comes on the same keep-alive connection.
+        """
+        return scope.get("client") in self._sessions or _in_session(scope)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def lifespan_send(message: Message) -> None:
@@ -278,6 +298,7 @@ class Drain:
             logger.info("drain: %s ignored, already %s", reason, self._state)
             return False
         loop = asyncio.get_running_loop()  # raises off asyncio: the drain task needs it
+        self._sessions = frozenset(self._clients)
         self._state = "draining"
         logger.warning(
             "drain started (%s): readiness 503, new sessions refused; %d request(s) and %d stream(s) open, "
@@ -358,9 +379,8 @@ class Drain:
 
 def _in_session(scope: Scope) -> bool:
     """A request of an MCP session that already exists (stateful streamable HTTP, or legacy SSE's POSTs)."""
-    for key, _ in scope.get("headers", ()):
-        if key == b"mcp-session-id":
-            return True
+    if any(key == b"mcp-session-id" for key, _ in scope.get("headers", ())):
+        return True
     return b"session_id=" in scope.get("query_string", b"")
 
 
