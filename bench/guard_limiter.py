@@ -5,7 +5,8 @@
 Uncontended: one task doing ``async with`` + nothing, ``--ops`` times. Contended: ``--tasks`` tasks (100) share a
 limit of 10, each doing ``--per-task`` acquisitions with a checkpoint inside (so slots change hands). Each figure
 is the best of ``--rounds`` rounds, rounds interleaved across contenders so machine noise hits all alike. Metrics
-on: the limiter exports to a fresh prometheus_client registry, which is scraped once per round.
+on: the limiter exports to a fresh prometheus_client registry (its values are read when the registry is scraped,
+so the acquire itself only counts in plain ints); metrics off: ``registry=None``.
 """
 
 from __future__ import annotations

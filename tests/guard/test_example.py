@@ -11,6 +11,7 @@ import anyio
 import pytest
 from mcp import Client
 
+from examples.demo.harness import REPO
 from tests.guard.servers import Uvicorn, poll_metric, scrape, uvicorn, value
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -101,3 +102,11 @@ async def test_sigterm_drains_an_in_flight_call_refuses_new_work_and_exits() -> 
         with __import__("contextlib").suppress(subprocess.TimeoutExpired):
             server.proc.wait(timeout=5)
         server.stop()
+
+
+def test_the_readme_shows_the_example_as_it_is() -> None:
+    example = (REPO / "examples/guarded_server.py").read_text()
+    body = example[example.index("from __future__") :]
+    readme = (REPO / "README.md").read_text()
+    shown = readme.split("<!-- examples/guarded_server.py -->\n```python\n", 1)[1].split("```", 1)[0]
+    assert shown == body

@@ -35,6 +35,8 @@ from watchdog.guard._patch import cancel_delivery_patched, patch_cancel_delivery
 from watchdog.guard._sentinel import SpinningScope, SpinSentinel
 
 __all__ = [
+    "METRICS",
+    "TESTED_ANYIO",
     "BoundedTaskGroup",
     "CleanupResult",
     "ConnectionLimit",
@@ -44,13 +46,11 @@ __all__ = [
     "LagStatistics",
     "Limiter",
     "LimiterStatistics",
-    "METRICS",
     "MetricSpec",
     "Monitors",
     "Saturated",
     "SpinSentinel",
     "SpinningScope",
-    "TESTED_ANYIO",
     "bounded_exit",
     "cancel_delivery_patched",
     "cleanup_timeout",
