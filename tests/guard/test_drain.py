@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from types import FrameType
 from typing import Any
 
@@ -23,14 +23,6 @@ from tests.guard.spin import eventually
 from watchdog.guard import Drain, Limiter
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(autouse=True)
-def keep_sigterm() -> Iterator[None]:
-    """Whatever a test does, the test process gets its own SIGTERM handler back."""
-    before = signal.getsignal(signal.SIGTERM)
-    yield
-    signal.signal(signal.SIGTERM, before)
 
 
 async def test_readiness_flips_and_new_work_is_refused_but_sessions_and_probes_pass() -> None:

@@ -112,3 +112,24 @@ async def test_sigterm_drains_one_worker_while_the_other_serves() -> None:
         assert draining.get(pid) == 1
         assert draining.get(other) == 0
         assert took < 4 + 5, "DEMO_DRAIN_TIMEOUT is 4 s; the call needed 2.5 s of it"
+
+
+@pytest.mark.timeout(180)
+async def test_the_opt_in_patch_stops_the_demo_spin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DEMO_GUARD_PATCH=1: the real spin through the MCP SDK (``stubborn``, abandoned) stops after 1000 tries."""
+    monkeypatch.setenv("DEMO_GUARD_PATCH", "1")
+    with DemoServer(workers=1) as demo:
+        pid = await inject.spin(demo.mcp_url)
+        await anyio.sleep(1.0)
+        worker = psutil.Process(pid)
+        t0, w0 = sum(worker.cpu_times()[:2]), time.monotonic()
+        await anyio.sleep(3.0)
+        cpu = 100 * (sum(worker.cpu_times()[:2]) - t0) / (time.monotonic() - w0)
+        log = demo.log_text()
+        answered = await inject.call(demo.mcp_url, "echo", {"text": "still here"})
+    stopped = [line for line in log.splitlines() if "stopped after 1000 re-deliveries" in line]
+    print(f"\npatch on the demo: worker {pid} CPU {cpu:.1f} % after the abandoned stubborn call; log: {stopped}")
+    assert cpu < 20, "without the patch this worker spins at ~100 % (tests/demo/test_faults.py)"
+    assert stopped
+    assert "stubborn (" in log
+    assert answered["pid"] == pid

@@ -88,3 +88,16 @@ def test_arguments_are_checked() -> None:
         LagMonitor(interval=0, registry=None)
     with pytest.raises(ValueError, match="window"):
         LagMonitor(window=float("inf"), registry=None)
+
+
+async def test_monitor_runs_both_and_can_run_again_under_the_same_names() -> None:
+    from watchdog.guard import monitor
+
+    registry = CollectorRegistry()
+    async with monitor(registry=registry) as first:
+        assert first.lag is not None
+        await eventually(lambda: first.lag is not None and first.lag.statistics().ticks >= 2)
+    async with monitor(registry=registry, sentinel=False) as second:  # `first` is still referenced here
+        assert second.sentinel is None
+        await eventually(lambda: second.lag is not None and second.lag.statistics().ticks >= 1)
+    assert first.lag is not None

@@ -264,3 +264,14 @@ async def test_bounded_task_group_max_wait() -> None:
         with pytest.raises(Saturated):
             await tg.spawn(anyio.sleep, 0.5)
         tg.cancel_scope.cancel()
+
+
+async def test_callers_giving_up_while_every_slot_hangs_do_not_pile_up() -> None:
+    limiter = Limiter(1, name="hung", max_wait=0.001, registry=None)
+    await limiter.acquire()  # the downstream hangs: this slot never comes back
+    for _ in range(500):
+        with pytest.raises(Saturated):
+            await limiter.acquire()
+    assert limiter.statistics().rejected_total == 500
+    assert limiter.waiting == 0
+    assert len(limiter._waiters) <= 33  # leftovers are swept, not kept one per refused caller

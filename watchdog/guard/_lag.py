@@ -126,6 +126,11 @@ class LagMonitor:
             window_max = max(self._current, self._previous)
         return LagStatistics(max(self._last, stalled), max(window_max, stalled), self._ticks)
 
+    def _retire(self) -> None:
+        """Stop exporting (its owner is done with it); another one may take its place."""
+        if self._hub is not None:
+            self._hub.remove("lag monitor", "loop", self)
+
     def _metric_samples(self) -> Iterable[Sample]:
         stats = self.statistics()
         return ((_metrics.LOOP_LAG, (), stats.lag), (_metrics.LOOP_LAG_MAX, (), stats.max_lag))

@@ -216,17 +216,23 @@ class Limiter:
             if waiter.granted:
                 self.release()  # handed a slot as we were cancelled: pass it on
             else:
-                waiter.gone = True
-                self._waiting -= 1
+                self._leave(waiter)
             raise
         waited = time.monotonic() - started
         if not waiter.granted:
-            waiter.gone = True
-            self._waiting -= 1
+            self._leave(waiter)
             self._reject(waited)
         self._recent_wait += (waited - self._recent_wait) * 0.2
         self._wait_counts[bisect.bisect_left(_BUCKETS, waited)] += 1
         self._wait_sum += waited
+
+    def _leave(self, waiter: _Waiter) -> None:
+        """A waiter gives up. It stays in the deque, skipped, until the deque holds mostly such leftovers: while
+        every slot hangs, timed-out callers would otherwise pile up there (the very failure this class is for)."""
+        waiter.gone = True
+        self._waiting -= 1
+        if len(self._waiters) > 2 * self._waiting + 32:
+            self._waiters = deque(w for w in self._waiters if not w.gone)
 
     def _hand_over(self) -> None:
         # The slot passes from the releasing caller to the first live waiter: in_flight does not change.

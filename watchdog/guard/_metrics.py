@@ -303,6 +303,7 @@ class _Publisher:
         self._hub = hub
         self._pid = os.getpid()
         self._lock = threading.Lock()
+        self._sources_lock = threading.Lock()
         self._sources: weakref.WeakSet[Any] = weakref.WeakSet()
         self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._last: dict[tuple[str, tuple[str, ...]], float | HistogramValue] = {}
@@ -317,16 +318,21 @@ class _Publisher:
         return self._pid == os.getpid() and self._thread.is_alive()
 
     def add(self, source: Source) -> None:
-        if source not in self._sources:
+        with self._sources_lock:
+            if source in self._sources:
+                return
             self._sources.add(source)
-            self.publish_one(source)
+        self.publish_one(source)
 
     def forget(self, source: Source) -> None:
-        self._sources.discard(source)
+        with self._sources_lock:
+            self._sources.discard(source)
 
     def _run(self) -> None:
         while not self._stop.wait(PUBLISH_INTERVAL):
-            for source in list(self._sources):
+            with self._sources_lock:  # the loop's thread adds sources while this one copies them
+                sources = list(self._sources)
+            for source in sources:
                 self.publish_one(source)
 
     def publish_one(self, source: Source) -> None:

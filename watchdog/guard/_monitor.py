@@ -53,6 +53,11 @@ async def monitor(
             yield Monitors(lag_monitor, spin_sentinel)
         finally:
             tg.cancel_scope.cancel()
+            # the ones made here go with the block, so that a later monitor() can export under the same names
+            if lag is True and lag_monitor is not None:
+                lag_monitor._retire()
+            if sentinel is True and spin_sentinel is not None:
+                spin_sentinel._retire()
 
 
 def metrics_app(registry: RegistryArg = "default") -> ASGIApp:

@@ -154,6 +154,11 @@ class SpinSentinel:
         """Cancel deliveries in progress that checks came across (healthy ones, almost always), in total."""
         return self._deliveries_seen
 
+    def _retire(self) -> None:
+        """Stop exporting (its owner is done with it); another one may take its place."""
+        if self._hub is not None:
+            self._hub.remove("spin sentinel", "loop", self)
+
     def _metric_samples(self) -> Iterable[Sample]:
         if self._unsupported is not None:
             return ((_metrics.CANCEL_SPIN_SCOPES, (), UNSUPPORTED), (_metrics.CANCEL_SPIN_SECONDS, (), 0.0))
