@@ -93,10 +93,11 @@ async def request(app: ASGI, scope: dict[str, Any], disconnect: anyio.Event | No
 class SlowApp:
     """Answers 200 once ``release`` is set; counts calls; streams events for GET text/event-stream."""
 
-    def __init__(self, *, listens: bool = True) -> None:
+    def __init__(self, *, listens: bool = True, answers_again: bool = False) -> None:
         self.release = anyio.Event()
         self.calls = 0
         self.listens = listens  # a stream that never calls receive() must be cancelled to end
+        self.answers_again = answers_again  # after its stream, a second response (as the MCP SDK's SSE route)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -112,6 +113,9 @@ class SlowApp:
                     pass
             else:
                 await anyio.sleep_forever()
+            if self.answers_again:
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
             return  # like sse-starlette: no final chunk after a disconnect
         await self.release.wait()
         await send({"type": "http.response.start", "status": 200, "headers": []})

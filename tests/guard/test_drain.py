@@ -107,6 +107,24 @@ async def test_streams_are_told_the_client_left_and_the_response_is_ended_proper
     assert responses[0].ended
 
 
+async def test_what_an_app_sends_after_being_told_the_client_left_is_dropped() -> None:
+    drain = Drain(SlowApp(answers_again=True), exit=False, registry=None)
+    responses: list[Response] = []
+
+    async def stream() -> None:
+        responses.append(await request(drain, stream_scope()))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stream)
+        await eventually(lambda: drain.streams == 1)
+        drain.start()
+        with anyio.fail_after(5):
+            await drain.wait()
+    types = [m["type"] for m in responses[0].messages]
+    assert types == ["http.response.start", "http.response.body", "http.response.body"]
+    assert responses[0].ended
+
+
 async def test_a_stream_that_does_not_listen_is_cancelled_after_its_grace() -> None:
     drain = Drain(SlowApp(listens=False), stream_close_timeout=0.2, exit=False, registry=None)
     responses: list[Response] = []

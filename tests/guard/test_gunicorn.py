@@ -133,3 +133,27 @@ async def test_the_opt_in_patch_stops_the_demo_spin(monkeypatch: pytest.MonkeyPa
     assert stopped
     assert "stubborn (" in log
     assert answered["pid"] == pid
+
+
+@pytest.mark.timeout(120)
+async def test_sigterm_ends_an_open_sse_stream_cleanly_and_the_worker_exits(demo_one_worker: DemoServer) -> None:
+    pid = demo_one_worker.worker_pids()[0]
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as s,
+        s.get(demo_one_worker.sse_url, headers={"Accept": "text/event-stream"}) as r,
+    ):
+        assert r.status == 200
+        first = await r.content.readline()  # "event: endpoint"
+        sent = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
+        rest = await r.content.read()  # returns at the end of the stream; raises if the connection breaks
+        ended = time.monotonic() - sent
+    exited = await anyio.to_thread.run_sync(lambda: psutil.Process(pid).wait(timeout=15))
+    took = time.monotonic() - sent
+    print(
+        f"\nsse drain: stream opened with {first!r}; after SIGTERM it ended cleanly in {ended:.1f} s "
+        f"({len(rest)} more bytes); worker exited ({exited}) {took:.1f} s after SIGTERM"
+    )
+    assert first.startswith(b"event: endpoint")
+    assert ended < 4, "the drain closes streams right away when nothing is in flight"
+    assert took < 5, "uvicorn had no stream left to wait for (gunicorn's graceful_timeout would be 5 s)"

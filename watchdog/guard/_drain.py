@@ -245,6 +245,10 @@ class Drain:
             return _DISCONNECT if message is None else message
 
         async def stream_send(message: Message) -> None:
+            if stream.closing.is_set() and stream.started:
+                # The app was told its client left; like a server does for a gone client, drop what it still
+                # sends (the MCP SDK's SSE route, for one, answers a second response after its stream ends).
+                return
             if message["type"] == "http.response.start":
                 stream.started = True
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
@@ -257,10 +261,10 @@ class Drain:
                 await self.app(scope, stream_receive, stream_send)
         finally:
             self._streams.discard(stream)
-        if stream.closing.is_set() and stream.started and not stream.finished:
-            # End the chunked response properly: the client sees the stream end, not a broken connection.
-            with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if stream.closing.is_set() and stream.started and not stream.finished:
+                # End the chunked response properly: the client sees the stream end, not a broken connection.
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     # -- triggers -----------------------------------------------------------------------------------------
     def _install(self) -> None:
