@@ -7,13 +7,15 @@ The tree::
     ├── ConfigErrors              every ConfigError found in one file (or one config and the files it names)
     ├── ProbeError                a probe asked to run in a way it cannot (a target URL that is not http(s))
     ├── MetricsUnavailable        a metrics endpoint did not answer with Prometheus text (url, reason)
-    └── InspectError              a target process cannot be inspected (pid); the CLI exits 3
-        ├── ProcessGone           no such process, or it exited while we looked (pid, during)
-        ├── NotPython             the process is not a CPython interpreter (pid, exe)
-        ├── UnsupportedPython     a CPython that diagnose cannot read (pid, version, supported)
-        ├── PtraceDenied          not allowed to read the process's memory (pid, detail): root/CAP_SYS_PTRACE
-        ├── PySpyMissing          no py-spy executable to sample stacks with (searched)
-        └── SamplerFailed         py-spy failed for a reason not above (pid, returncode, stderr)
+    ├── InspectError              a target process cannot be inspected (pid); the CLI exits 3
+    │   ├── ProcessGone           no such process, or it exited while we looked (pid, during)
+    │   ├── NotPython             the process is not a CPython interpreter (pid, exe)
+    │   ├── UnsupportedPython     a CPython that diagnose cannot read (pid, version, supported)
+    │   ├── PtraceDenied          not allowed to read the process's memory (pid, detail): root/CAP_SYS_PTRACE
+    │   ├── PySpyMissing          no py-spy executable to sample stacks with (searched)
+    │   └── SamplerFailed         py-spy failed for a reason not above (pid, returncode, stderr)
+    └── GuardError                raised inside a server by the in-process library, ``watchdog.guard``
+        └── Saturated             a Limiter found no free slot within its ``max_wait``: backpressure made visible
 
 A target that fails a probe is not an error: ``run_probe`` returns that as a ``ProbeResult``.
 
@@ -167,3 +169,32 @@ class SamplerFailed(InspectError):
         super().__init__(pid, f"py-spy failed on process {pid} (exit code {returncode}): {stderr.strip()[:500]}")
         self.returncode = returncode
         self.stderr = stderr
+
+
+class GuardError(WatchdogError):
+    """Base class of the errors ``watchdog.guard`` raises inside a server; catch it to handle them all."""
+
+
+class Saturated(GuardError):
+    """Raised when a ``watchdog.guard.Limiter`` could not give the caller a slot within its ``max_wait``.
+
+    This is backpressure reaching the caller instead of a pile of waiting work: answer it (an MCP tool error, an
+    HTTP 503 with ``Retry-After``), do not retry in a tight loop. It carries what the caller needs to say so:
+    ``name`` of the limiter, its ``limit``, how many callers were ``in_flight`` and ``waiting`` when it gave up,
+    how long this caller ``waited`` (seconds), and ``retry_after``, a suggestion in seconds (at least 1) drawn
+    from how long recent callers waited for a slot.
+    """
+
+    def __init__(
+        self, name: str, *, limit: int, in_flight: int, waiting: int, waited: float, retry_after: float
+    ) -> None:
+        self.name = name
+        self.limit = limit
+        self.in_flight = in_flight
+        self.waiting = waiting
+        self.waited = waited
+        self.retry_after = retry_after
+        super().__init__(
+            f"{name}: no free slot within {waited:.3g} s ({in_flight} of {limit} in flight, {waiting} waiting); "
+            f"retry after {retry_after:.3g} s"
+        )

@@ -9,14 +9,22 @@ tool result carries the pid of the worker that served it. The faults, and the wa
 ``stubborn``   swallows cancellation; when the client abandons the call the worker is left in a real
                anyio ``CancelScope._deliver_cancellation`` spin (seed 001, anyio #695)
 ``leak``       fire-and-forget tasks that each hold memory: a steady RSS ramp (seed 000)
-``downstream`` calls the slow local downstream through a bounded limiter with an in-flight gauge (seed 000)
+``downstream`` calls the slow local downstream through a ``watchdog.guard.Limiter`` (seed 000)
 ``block``      blocks the event loop synchronously: a hung worker, not a spin
 ``churn``      a new HTTP client per call, never closed: sockets and fds grow (seed 002)
 =============  =====================================================================================
 
+The server uses ``watchdog.guard`` as its users would: the downstream limiter, the loop-lag monitor and the spin
+sentinel (``guard.monitor()`` in the lifespan), a connection limit, drain on SIGTERM (``/ready`` turns 503,
+in-flight calls get ``DEMO_DRAIN_TIMEOUT`` seconds), and ``/metrics`` through ``guard.metrics_app()``. The
+opt-in cancel-delivery patch stays off, so ``stubborn`` still spins for real; ``DEMO_GUARD_PATCH=1`` turns it
+on, to show what it does.
+
 Environment: ``DEMO_DOWNSTREAM_URL`` (the slow downstream), ``DEMO_DOWNSTREAM_LIMIT`` (limiter size, default 4),
 ``DEMO_STATEFUL=1`` (stateful streamable-HTTP sessions instead of stateless; needs a single worker or sticky
-routing), ``PROMETHEUS_MULTIPROC_DIR`` (set by the launcher: metrics of every worker on one ``/metrics``).
+routing), ``DEMO_MAX_CONNECTIONS`` (requests in progress per worker, default 64), ``DEMO_DRAIN_TIMEOUT``
+(seconds, default 4: below gunicorn's ``graceful_timeout`` of 5), ``DEMO_GUARD_PATCH=1``,
+``PROMETHEUS_MULTIPROC_DIR`` (set by the launcher: metrics of every worker on one ``/metrics``).
 """
 
 from __future__ import annotations
@@ -32,30 +40,26 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 from mcp.server.mcpserver import Context, MCPServer
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import Counter, Gauge
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from watchdog import guard
+
 PID = os.getpid()
 DOWNSTREAM_URL = os.environ.get("DEMO_DOWNSTREAM_URL", "http://127.0.0.1:8001")
 DOWNSTREAM_LIMIT = int(os.environ.get("DEMO_DOWNSTREAM_LIMIT", "4"))
 STATEFUL = os.environ.get("DEMO_STATEFUL") == "1"
+MAX_CONNECTIONS = int(os.environ.get("DEMO_MAX_CONNECTIONS", "64"))
+DRAIN_TIMEOUT = float(os.environ.get("DEMO_DRAIN_TIMEOUT", "4"))
+GUARD_PATCH = os.environ.get("DEMO_GUARD_PATCH") == "1"
 MAX_LEAK_BYTES = 1 << 30  # a fault lab must not take the machine down with it
 
 # In multiprocess mode, "liveall" gauges keep a pid label per live worker: that is how the sidecar tells the
-# workers apart on one /metrics page.
+# workers apart on one /metrics page. The guard's gauges (watchdog_guard_*) do the same.
 TOOL_CALLS = Counter("demo_tool_calls_total", "Tool calls started, by tool.", ["tool"])
-DOWNSTREAM_IN_FLIGHT = Gauge(
-    "demo_downstream_in_flight", "Downstream calls in flight in this worker.", multiprocess_mode="liveall"
-)
-DOWNSTREAM_LIMIT_GAUGE = Gauge(
-    "demo_downstream_limit", "Limit on concurrent downstream calls per worker.", multiprocess_mode="liveall"
-)
-DOWNSTREAM_WAITING = Gauge(
-    "demo_downstream_waiting", "Callers waiting for a downstream slot.", multiprocess_mode="liveall"
-)
 LEAKED_BYTES = Gauge("demo_leaked_bytes", "Bytes held by the leak tool's tasks.", multiprocess_mode="liveall")
 OPEN_CLIENTS = Gauge(
     "demo_unclosed_clients", "HTTP clients churn opened and never closed.", multiprocess_mode="liveall"
@@ -68,12 +72,14 @@ class _State:
 
     background: TaskGroup | None = None
     downstream: aiohttp.ClientSession | None = None
-    limiter = anyio.Semaphore(DOWNSTREAM_LIMIT)
     leaked: list[bytes] = []  # noqa: RUF012 - module-level state is the point of a leak
     unclosed: list[aiohttp.ClientSession] = []  # noqa: RUF012
 
 
 mcp = MCPServer("mcp-watchdog-demo", instructions="A fault lab: each tool reproduces a real production failure.")
+# Seed 000's fix: callers wait for one of DOWNSTREAM_LIMIT slots (backpressure). Exported as
+# watchdog_guard_limiter_{in_flight,limit,waiting}{name="downstream",pid=...}.
+downstream_limiter = guard.Limiter(DOWNSTREAM_LIMIT, name="downstream")
 
 
 def _served(**fields: Any) -> dict[str, Any]:
@@ -154,22 +160,13 @@ async def downstream(max_seconds: float = 60.0) -> dict[str, Any]:
     """Call the slow downstream through the worker's bounded limiter: callers wait (backpressure)."""
     TOOL_CALLS.labels("downstream").inc()
     assert _State.downstream is not None
-    DOWNSTREAM_WAITING.inc()
-    try:
-        await _State.limiter.acquire()
-    finally:
-        DOWNSTREAM_WAITING.dec()
-    DOWNSTREAM_IN_FLIGHT.inc()
-    try:
+    async with downstream_limiter:
         started = time.monotonic()
         async with _State.downstream.get(
             f"{DOWNSTREAM_URL}/work", timeout=aiohttp.ClientTimeout(total=max_seconds)
         ) as resp:
             body = await resp.json()
         return _served(status=resp.status, downstream_seconds=round(time.monotonic() - started, 3), **body)
-    finally:
-        DOWNSTREAM_IN_FLIGHT.dec()
-        _State.limiter.release()
 
 
 @mcp.tool()
@@ -201,25 +198,15 @@ async def health(_: Request) -> Response:
     return JSONResponse({"status": "ok", "pid": PID})
 
 
-async def metrics(_: Request) -> Response:
-    registry: Any = None
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    data = generate_latest(registry) if registry is not None else generate_latest()
-    return Response(data, media_type=CONTENT_TYPE_LATEST)
-
-
 @contextlib.asynccontextmanager
 async def _worker_lifespan(app: Starlette) -> AsyncIterator[None]:
+    if GUARD_PATCH:
+        guard.patch_cancel_delivery()
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(mcp.session_manager.run())
+        await stack.enter_async_context(guard.monitor())  # loop lag + spin sentinel, metrics of this worker
         _State.downstream = await stack.enter_async_context(aiohttp.ClientSession())
         _State.background = await stack.enter_async_context(anyio.create_task_group())
-        DOWNSTREAM_LIMIT_GAUGE.set(DOWNSTREAM_LIMIT)
-        DOWNSTREAM_IN_FLIGHT.set(0)
         WORKER_UP.set(1)
         try:
             yield
@@ -228,17 +215,23 @@ async def _worker_lifespan(app: Starlette) -> AsyncIterator[None]:
             _State.background.cancel_scope.cancel()
 
 
-def create_app() -> Starlette:
-    """The ASGI app: streamable HTTP at /mcp, SSE at /sse (+ /messages/), /health and /metrics."""
+def create_app() -> guard.Drain:
+    """The ASGI app: streamable HTTP at /mcp, SSE at /sse (+ /messages/), /health, /ready and /metrics.
+
+    Outermost the drain (SIGTERM: /ready 503, new work refused, in-flight calls finish), then the connection limit.
+    """
     streamable = mcp.streamable_http_app(stateless_http=not STATEFUL)
     sse = mcp.sse_app()
     routes: list[BaseRoute] = [
         *streamable.routes,
         *sse.routes,
         Route("/health", health),
-        Route("/metrics", metrics),
+        Route("/metrics", guard.metrics_app()),
     ]
-    return Starlette(routes=routes, lifespan=_worker_lifespan)
+    app = Starlette(routes=routes, lifespan=_worker_lifespan)
+    return guard.Drain(
+        guard.ConnectionLimit(app, MAX_CONNECTIONS), timeout=DRAIN_TIMEOUT, wait_for=[downstream_limiter]
+    )
 
 
 app = create_app()

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import anyio
 from mcp import Client
+from prometheus_client.parser import text_string_to_metric_families
 
 _PID_MESSAGE = re.compile(r"pid=(\d+)")
 
@@ -158,11 +159,15 @@ class Saturation:
     finished: Counter[int] = field(default_factory=Counter)
 
 
-def scrape_gauge(text: str, name: str) -> dict[int, float]:
-    """Values of a demo gauge per ``pid`` label from Prometheus text."""
+def scrape_gauge(text: str, metric: str, /, **labels: str) -> dict[int, float]:
+    """Values of a per-worker gauge by ``pid`` label from Prometheus text, among the series with ``labels``."""
     out: dict[int, float] = {}
-    for m in re.finditer(rf'^{re.escape(name)}\{{[^}}]*pid="(\d+)"[^}}]*\}} (\S+)$', text, re.M):
-        out[int(m.group(1))] = float(m.group(2))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name != metric or "pid" not in sample.labels:
+                continue
+            if all(sample.labels.get(k) == v for k, v in labels.items()):
+                out[int(sample.labels["pid"])] = sample.value
     return out
 
 
@@ -191,9 +196,9 @@ async def saturate(
                     await anyio.sleep(0.5)
                     async with s.get(metrics_url) as r:
                         text = await r.text()
-                    seen.in_flight = scrape_gauge(text, "demo_downstream_in_flight")
-                    seen.limit = scrape_gauge(text, "demo_downstream_limit")
-                    seen.waiting = scrape_gauge(text, "demo_downstream_waiting")
+                    seen.in_flight = scrape_gauge(text, "watchdog_guard_limiter_in_flight", name="downstream")
+                    seen.limit = scrape_gauge(text, "watchdog_guard_limiter_limit", name="downstream")
+                    seen.waiting = scrape_gauge(text, "watchdog_guard_limiter_waiting", name="downstream")
                     if seen.in_flight and all(seen.in_flight.get(p) == v for p, v in seen.limit.items()):
                         break
             await anyio.sleep(max(0.0, deadline - time.monotonic()))

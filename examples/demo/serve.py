@@ -148,6 +148,7 @@ async def serve(opts: ServeOptions) -> int:
             "sse_url": f"{base}/sse",
             "metrics_url": f"{base}/metrics",
             "health_url": f"{base}/health",
+            "ready_url": f"{base}/ready",
             "downstream_url": f"http://{opts.host}:{opts.downstream_port}",
             "launcher_pid": os.getpid(),
             "master_pid": proc.pid,
@@ -180,7 +181,8 @@ def _banner(info: dict[str, object]) -> None:
     print(
         f"""
 demo MCP server ready: {url}   (gunicorn master {info["master_pid"]}, workers {info["worker_pids"]})
-  metrics {info["metrics_url"]}   shallow health {info["health_url"]}   downstream {info["downstream_url"]}
+  metrics {info["metrics_url"]}   shallow health {info["health_url"]}   readiness {info["ready_url"]}
+  downstream {info["downstream_url"]}
 
 Inject a fault from another terminal (each prints the worker pid that took it):
   {py} -m examples.demo inject spin      --url {url}   # anyio _deliver_cancellation spin

@@ -28,6 +28,11 @@ def py_spy_dump(pid: int) -> str:
     return out.stdout
 
 
+async def metrics_text(demo: DemoServer) -> str:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s, s.get(demo.metrics_url) as r:
+        return await r.text()
+
+
 async def count_frame(pid: int, frame: str, dumps: int) -> int:
     """How many of ``dumps`` blocking py-spy dumps of ``pid`` contain ``frame``."""
     hits = 0
@@ -46,8 +51,18 @@ async def test_every_tool_result_names_its_worker_and_metrics_show_every_worker(
         text = await r.text()
     up = inject.scrape_gauge(text, "demo_worker_up")
     assert sorted(p for p, v in up.items() if v == 1) == demo.worker_pids()
-    limits = inject.scrape_gauge(text, "demo_downstream_limit")
+    limits = inject.scrape_gauge(text, "watchdog_guard_limiter_limit", name="downstream")
     assert {limits[p] for p in demo.worker_pids()} == {4.0}
+    # the guard's per-worker gauges: every worker runs the lag monitor and the spin sentinel, none is draining
+    for gauge, healthy in [
+        ("watchdog_guard_cancel_spin_scopes", {0.0}),
+        ("watchdog_guard_draining", {0.0}),
+        ("watchdog_guard_connections_limit", {64.0}),
+    ]:
+        values = inject.scrape_gauge(text, gauge)
+        assert {values[p] for p in demo.worker_pids()} == healthy, gauge
+    lags = inject.scrape_gauge(text, "watchdog_guard_loop_lag_max_seconds")
+    assert set(lags) >= set(demo.worker_pids())
 
 
 async def test_sse_transport_serves_tools(demo_one_worker: DemoServer) -> None:
@@ -71,13 +86,17 @@ async def test_spin_keeps_the_worker_hot_in_deliver_cancellation(demo: DemoServe
     hits = await count_frame(pid, SPIN_FRAME, dumps=30)
     others = [p for p in demo.worker_pids() if p != pid]
     other_cpu = await cpu_percent_over(psutil.Process(others[0]), 1.0)
+    sentinel = inject.scrape_gauge(await metrics_text(demo), "watchdog_guard_cancel_spin_scopes")
     print(
         f"\nspin: worker {pid} CPU per 2 s window {[round(w) for w in windows]} %, "
-        f"{hits}/30 py-spy dumps in {SPIN_FRAME}; other worker {other_cpu:.0f} %"
+        f"{hits}/30 py-spy dumps in {SPIN_FRAME}; other worker {other_cpu:.0f} %; "
+        f"spin sentinel (watchdog_guard_cancel_spin_scopes) {sentinel}"
     )
     assert min(windows) > 80, windows
     assert hits >= 1
     assert other_cpu < 20
+    assert sentinel[pid] >= 1, "the in-process sentinel sees the spin"
+    assert sentinel[others[0]] == 0
 
 
 async def test_crunch_is_busy_while_it_runs_idle_after_and_never_a_spin(demo: DemoServer) -> None:
@@ -85,6 +104,7 @@ async def test_crunch_is_busy_while_it_runs_idle_after_and_never_a_spin(demo: De
         worker = psutil.Process(call.pid)
         busy = await cpu_percent_over(worker, 2.0)
         dumps = [await anyio.to_thread.run_sync(py_spy_dump, call.pid) for _ in range(15)]
+        sentinel = inject.scrape_gauge(await metrics_text(demo), "watchdog_guard_cancel_spin_scopes")
         with anyio.fail_after(30):
             await call.done.wait()
     assert call.error is None
@@ -95,12 +115,13 @@ async def test_crunch_is_busy_while_it_runs_idle_after_and_never_a_spin(demo: De
     spin_hits = sum(SPIN_FRAME in d for d in dumps)
     print(
         f"\ncrunch: worker {call.pid} CPU {busy:.0f} % while running, {idle:.1f} % after; "
-        f"{crunch_hits}/15 dumps in _crunch_slice, {spin_hits}/15 in {SPIN_FRAME}"
+        f"{crunch_hits}/15 dumps in _crunch_slice, {spin_hits}/15 in {SPIN_FRAME}; spin sentinel {sentinel}"
     )
     assert busy > 70
     assert idle < 10
     assert crunch_hits >= 5  # the sampling saw the work, so the absence of the spin frame means something
     assert spin_hits == 0
+    assert sentinel[call.pid] == 0  # busy, not spinning
 
 
 async def test_leak_ramps_rss_at_the_asked_rate(demo: DemoServer) -> None:

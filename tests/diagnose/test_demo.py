@@ -41,7 +41,7 @@ async def test_an_idle_server_is_idle_master_and_workers(lab: DemoServer) -> Non
     worker = report.process(lab.worker_pids()[0])
     assert worker is not None
     assert worker.evidence is not None
-    assert worker.evidence.in_flight == {"demo_downstream_in_flight": 0.0}
+    assert worker.evidence.in_flight == {'watchdog_guard_limiter_in_flight{name="downstream"}': 0.0}
     assert report.exit_code == 0
 
 

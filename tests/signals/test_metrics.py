@@ -16,14 +16,26 @@ demo_downstream_in_flight{pid="102"} 3.0
 # HELP demo_tool_calls_total Tool calls started, by tool.
 # TYPE demo_tool_calls_total counter
 demo_tool_calls_total{tool="echo"} 5.0
+# HELP watchdog_guard_limiter_in_flight Callers holding a slot.
+# TYPE watchdog_guard_limiter_in_flight gauge
+watchdog_guard_limiter_in_flight{name="db",pid="101"} 1.0
+watchdog_guard_limiter_in_flight{name="downstream",pid="101"} 2.0
+# HELP watchdog_guard_connections_active Requests in progress.
+# TYPE watchdog_guard_connections_active gauge
+watchdog_guard_connections_active{name="http",pid="102"} 4.0
 """
 
 
 def test_in_flight_gauges_by_pid() -> None:
     samples = parse(TEXT)
     assert by_pid(samples, IN_FLIGHT) == {
-        101: {"demo_downstream_in_flight": 0.0},
-        102: {"demo_downstream_in_flight": 3.0},
+        # two limiters in one worker stay two series
+        101: {
+            "demo_downstream_in_flight": 0.0,
+            'watchdog_guard_limiter_in_flight{name="db"}': 1.0,
+            'watchdog_guard_limiter_in_flight{name="downstream"}': 2.0,
+        },
+        102: {"demo_downstream_in_flight": 3.0},  # connections_active is not work in flight (see IN_FLIGHT)
     }
     assert by_pid(samples, "demo_tool_calls_total") == {}  # no pid label
 

@@ -2,7 +2,7 @@
 
 Servers under gunicorn expose every worker's gauges on one ``/metrics`` page (prometheus_client multiprocess
 mode), each sample with a ``pid`` label; ``by_pid`` picks a gauge's value per worker. In-flight gauges (any
-name containing ``in_flight``, such as the demo's ``demo_downstream_in_flight`` or the guard library's) say
+name containing ``in_flight``, such as the guard library's ``watchdog_guard_limiter_in_flight``) say
 whether a hot worker is serving anything at all.
 
 Parsing is prometheus_client's own parser; fetching is one bounded aiohttp GET. A down endpoint raises
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     import aiohttp
 
 IN_FLIGHT = re.compile(r"in_flight")
+"""Gauges that count work under way: any ``*in_flight*`` gauge (the guard's limiters, the demo's). Not the
+guard's ``connections_active``: a spin's abandoned request never completes, so a spinning worker always shows
+one connection active, and "work in flight" would hide the very spin it should help confirm."""
 
 
 @dataclass(frozen=True)
@@ -43,16 +46,23 @@ def parse(text: str) -> list[MetricSample]:
     ]
 
 
+def series_name(s: MetricSample) -> str:
+    """The sample's name with its labels other than ``pid``, as Prometheus writes them: ``x{name="db"}``."""
+    labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()) if k != "pid")
+    return f"{s.name}{{{labels}}}" if labels else s.name
+
+
 def by_pid(samples: list[MetricSample], name: str | re.Pattern[str]) -> dict[int, dict[str, float]]:
     """For samples whose name matches ``name`` (exact string, or a regex searched), value per ``pid`` label and
-    sample name: ``{pid: {sample_name: value}}``. Samples without a numeric ``pid`` label are skipped."""
+    series: ``{pid: {'x{name="db"}': value}}`` (two limiters in one worker stay two entries). Samples without a
+    numeric ``pid`` label are skipped."""
     out: dict[int, dict[str, float]] = {}
     for s in samples:
         if (s.name != name) if isinstance(name, str) else not name.search(s.name):
             continue
         pid = s.labels.get("pid", "")
         if pid.isdigit():
-            out.setdefault(int(pid), {})[s.name] = s.value
+            out.setdefault(int(pid), {})[series_name(s)] = s.value
     return out
 
 
