@@ -70,8 +70,11 @@ class Response:
         return last.get("type") == "http.response.body" and not last.get("more_body", False)
 
 
-async def request(app: ASGI, scope: dict[str, Any], disconnect: anyio.Event | None = None) -> Response:
-    """One request; the client 'disconnects' (receive returns http.disconnect) when ``disconnect`` is set."""
+async def request(
+    app: ASGI, scope: dict[str, Any], disconnect: anyio.Event | None = None, body: bytes = b"{}"
+) -> Response:
+    """One request with ``body``; the client 'disconnects' (receive returns http.disconnect) when ``disconnect``
+    is set."""
     response = Response()
     sent_body = False
 
@@ -79,7 +82,7 @@ async def request(app: ASGI, scope: dict[str, Any], disconnect: anyio.Event | No
         nonlocal sent_body
         if not sent_body:
             sent_body = True
-            return {"type": "http.request", "body": b"{}", "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         await (disconnect or anyio.Event()).wait()
         return {"type": "http.disconnect"}
 
@@ -96,6 +99,7 @@ class SlowApp:
     def __init__(self, *, listens: bool = True, answers_again: bool = False) -> None:
         self.release = anyio.Event()
         self.calls = 0
+        self.bodies: list[bytes] = []
         self.listens = listens  # a stream that never calls receive() must be cancelled to end
         self.answers_again = answers_again  # after its stream, a second response (as the MCP SDK's SSE route)
 
@@ -117,6 +121,7 @@ class SlowApp:
                 await send({"type": "http.response.start", "status": 200, "headers": []})
                 await send({"type": "http.response.body", "body": b""})
             return  # like sse-starlette: no final chunk after a disconnect
+        self.bodies.append((await receive()).get("body", b""))
         await self.release.wait()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})

@@ -25,7 +25,7 @@ from watchdog.guard import Drain, Limiter
 pytestmark = pytest.mark.anyio
 
 
-async def test_readiness_flips_and_new_work_is_refused_but_sessions_and_probes_pass() -> None:
+async def test_readiness_flips_new_sessions_are_refused_and_other_calls_are_served_and_closed() -> None:
     registry = CollectorRegistry()
     app = SlowApp()
     app.release.set()
@@ -40,15 +40,25 @@ async def test_readiness_flips_and_new_work_is_refused_but_sessions_and_probes_p
         await drain.wait()  # nothing was in flight: done at once
     assert (await request(drain, http_scope("/ready", "GET"))).json()["status"] == "drained"
     assert registry.get_sample_value("watchdog_guard_draining", {"pid": str(os.getpid())}) == 1
-    refused = await request(drain, http_scope("/mcp"))
+    initialize = b'{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}'
+    refused = await request(drain, http_scope("/mcp"), body=initialize)
     assert refused.status == 503
     assert refused.headers[b"retry-after"] == b"5"
     assert refused.headers[b"connection"] == b"close"
     assert refused.json()["error"]["message"].startswith("server is draining")
-    in_session = await request(drain, http_scope("/mcp", headers=[(b"mcp-session-id", b"abc")]))
+    new_stream = await request(drain, stream_scope("/mcp"))
+    assert new_stream.status == 503
+    # a call that is not a new session is served, and its connection closed after the response
+    call = b'{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "echo"}}'
+    served = await request(drain, http_scope("/mcp"), body=call)
+    assert served.status == 200
+    assert served.headers[b"connection"] == b"close"
+    assert app.bodies[-1] == call  # the app read the body the drain peeked at
+    in_session = await request(drain, http_scope("/mcp", headers=[(b"mcp-session-id", b"abc")]), body=initialize)
     legacy_post = await request(drain, http_scope("/messages/", query=b"session_id=abc"))
     health = await request(drain, http_scope("/health", "GET"))
     assert [in_session.status, legacy_post.status, health.status] == [200, 200, 200]
+    assert health.headers.get(b"connection") != b"close"
 
 
 async def test_in_flight_calls_finish_then_the_drain_ends(caplog: pytest.LogCaptureFixture) -> None:
@@ -223,21 +233,21 @@ async def test_lifespan_shutdown_restores_the_handlers() -> None:
     assert drain.state == "serving"
 
 
-async def test_a_connection_busy_when_the_drain_began_may_send_its_follow_up() -> None:
+async def test_a_call_in_flight_and_its_follow_up_are_served_and_the_connection_told_to_close() -> None:
     app = SlowApp()
-    drain = Drain(app, timeout=5, exit=False, registry=None)
-    busy, idle = ("127.0.0.1", 50001), ("127.0.0.1", 50002)
-    results: dict[str, int] = {}
+    drain = Drain(app, timeout=5, exit=False, registry=None, stop_accepting=False)
+    results: dict[str, tuple[int, bytes | None]] = {}
 
-    async def call(label: str, client: tuple[str, int]) -> None:
-        results[label] = (await request(drain, http_scope("/mcp", client=client))).status
+    async def call(label: str) -> None:
+        r = await request(drain, http_scope("/mcp"), body=b'{"method": "tools/call"}')
+        results[label] = (r.status, r.headers.get(b"connection"))
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(call, "in flight", busy)
+        tg.start_soon(call, "in flight")
         await eventually(lambda: drain.in_flight == 1)
         drain.start()
         app.release.set()
         await eventually(lambda: "in flight" in results)
-        await call("follow-up on the same connection", busy)  # e.g. the SDK's tools/list after a result
-        await call("new connection", idle)
-    assert results == {"in flight": 200, "follow-up on the same connection": 200, "new connection": 503}
+        await call("follow-up")  # e.g. the SDK's tools/list after a result: not refused
+    assert results["in flight"][0] == 200
+    assert results["follow-up"] == (200, b"close")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -25,12 +26,13 @@ async def lookup(url: str, query: str, seconds: float = 0.0) -> str:
     return str(getattr(result.content[0], "text", ""))
 
 
-async def raw_post(url: str) -> tuple[int, dict[str, str], dict[str, object]]:
+async def raw_post(url: str, method: str = "ping") -> tuple[int, dict[str, str], str]:
+    headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s,
-        s.post(f"{url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}) as r,
+        s.post(f"{url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": method, "params": {}}, headers=headers) as r,
     ):
-        return r.status, dict(r.headers), await r.json(content_type=None)
+        return r.status, dict(r.headers), await r.text()
 
 
 async def test_a_tool_call_its_metrics_and_a_503_at_capacity() -> None:
@@ -51,7 +53,8 @@ async def test_a_tool_call_its_metrics_and_a_503_at_capacity() -> None:
             metrics = f"{server.url}/metrics"
             active = await poll_metric(metrics, "watchdog_guard_connections_active", 3, name="http", pid=pid)
             assert active == 3, "three slow calls should fill the connection limit"
-            status, headers, body = await raw_post(server.url)
+            status, headers, text = await raw_post(server.url)
+        body = json.loads(text)
         print(f"\nexample: at capacity a POST /mcp got {status}, Retry-After {headers.get('Retry-After')}: {body}")
         assert status == 503
         assert headers["Retry-After"] == "1"
@@ -62,7 +65,7 @@ async def test_a_tool_call_its_metrics_and_a_503_at_capacity() -> None:
         assert value(samples, "watchdog_guard_limiter_acquired_total", name="downstream") == 4
 
 
-async def test_sigterm_drains_an_in_flight_call_refuses_new_work_and_exits() -> None:
+async def test_sigterm_drains_an_in_flight_call_refuses_new_sessions_and_exits() -> None:
     server = Uvicorn()
     try:
         server.wait_ready()
@@ -85,13 +88,17 @@ async def test_sigterm_drains_an_in_flight_call_refuses_new_work_and_exits() -> 
                 s.get(f"{server.url}/ready") as r,
             ):
                 ready = r.status
-            status, headers, _ = await raw_post(server.url)
+            status, headers, _ = await raw_post(server.url, "initialize")
+            ping, ping_headers, _ = await raw_post(server.url, "ping")
         exit_code = await anyio.to_thread.run_sync(lambda: server.proc.wait(timeout=15))
         took = time.monotonic() - sent
-        print(f"\ndrain: /ready {ready}, new POST {status}; in-flight call answered {answer}; exited {took:.1f} s")
+        print(f"\ndrain: /ready {ready}, new session {status}, a call {ping}; in-flight call answered {answer}; "
+              f"exited {took:.1f} s")  # fmt: skip
         assert ready == 503
-        assert status == 503
+        assert status == 503  # a new session is refused ...
         assert headers["Connection"] == "close"
+        assert ping == 200  # ... a call is served (a lone server keeps accepting: see Drain), then closed
+        assert ping_headers["Connection"] == "close"
         assert answer == ["result for 'in flight'"]
         assert took < 10, "the drain timeout of the example is 10 s"
         assert exit_code in (0, -signal.SIGTERM)

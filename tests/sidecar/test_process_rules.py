@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import psutil
 import pytest
 
 from examples.demo import inject
-from examples.demo.harness import DemoServer
+from examples.demo.harness import REPO, DemoServer
 from tests.sidecar.harness import Webhooks, demo_config, watching
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -74,3 +76,30 @@ async def test_status_metrics_and_healthz(demo: DemoServer) -> None:
             assert r.status == 200
         async with http.post(f"{wd.url}/v1/status") as r:
             assert r.status == 405
+
+
+async def test_saturation_notifies_and_never_recycles(tmp_path: Path) -> None:
+    # The default pack's downstream-saturated rule, its 60 s hold shortened to 5 s for the test's sake.
+    pack = (REPO / "rules" / "default.yaml").read_text()
+    rule = pack.index("name: downstream-saturated")
+    hold = pack.index("for: 60s", rule)
+    (tmp_path / "rules.yaml").write_text(pack[:hold] + "for: 5s" + pack[hold + len("for: 60s") :])
+    with DemoServer(workers=2, limit=2) as demo:
+        before = demo.worker_pids()
+        async with Webhooks().serve() as hooks:
+            cfg = demo_config(demo, hooks, rules=[str(tmp_path / "rules.yaml")])
+            async with watching(cfg) as wd, anyio.create_task_group() as tg:
+                tg.start_soon(
+                    lambda: inject.saturate(
+                        demo.mcp_url, demo.downstream_url, demo.metrics_url, callers=16, latency=30.0, hold=25.0
+                    )
+                )
+                note = await hooks.wait_for(lambda n: n["rule"] == "downstream-saturated", within=30)
+                print(f"\nsaturation: worker {note['worker']}: {note['evidence']['signals']}")
+                assert note["evidence"]["signals"]["guard_limiter_saturation"] == 1.0
+                assert note["severity"] == "warning"
+                assert "recycle" not in note["evidence"]
+                kinds = [e["kind"] for e in (await wd.status())["events"]]
+                assert "recycle_started" not in kinds
+                tg.cancel_scope.cancel()
+        assert demo.worker_pids() == before

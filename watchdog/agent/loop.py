@@ -372,7 +372,11 @@ class Agent:
             if ws is None:
                 return None
             if ref.source == "metrics":
-                return ts.scrape.value(ref, ws.id.pid) if scrape_fresh and ts.scrape is not None else None
+                if not scrape_fresh or ts.scrape is None:
+                    return None
+                if ref.metric is None:  # a derived metrics signal
+                    return ts.scrape.guard_saturation(ws.id.pid)
+                return ts.scrape.value(ref, ws.id.pid)
             return ws.store.current(ref.name, now)
 
         return lookup

@@ -154,6 +154,20 @@ class Scrape:
             best = s.value if best is None else max(best, s.value)
         return best
 
+    def guard_saturation(self, pid: int) -> float | None:
+        """The fullest guard limiter of ``pid``: max over limiter names of in_flight / limit (None if it has none)."""
+        in_flight: dict[str, float] = {}
+        limit: dict[str, float] = {}
+        for s in self.samples:
+            if s.labels.get("pid") != str(pid):
+                continue
+            if s.name == "watchdog_guard_limiter_in_flight":
+                in_flight[s.labels.get("name", "")] = s.value
+            elif s.name == "watchdog_guard_limiter_limit":
+                limit[s.labels.get("name", "")] = s.value
+        ratios = [in_flight.get(n, 0.0) / v for n, v in limit.items() if v > 0]
+        return max(ratios) if ratios else None
+
     def in_flight(self, pid: int) -> dict[str, float]:
         """The in-flight gauges carrying ``pid`` (for the stack verdict's "no requests in flight")."""
         return prom.by_pid(self.samples, prom.IN_FLIGHT).get(pid, {})

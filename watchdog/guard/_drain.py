@@ -8,6 +8,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -56,17 +57,24 @@ class Drain:
     patterns. When a drain starts (a signal, ``POST drain_path``, or ``start()``):
 
     1. ``GET ready_path`` answers 503 (Kubernetes stops routing here) and ``watchdog_guard_draining`` reads 1.
-    2. New work is refused with 503, ``Retry-After`` and ``Connection: close`` (a JSON-RPC error on MCP paths),
-       so clients reconnect elsewhere; under gunicorn another worker takes them. Work already under way may
-       finish what it started: requests of an existing MCP session (an ``Mcp-Session-Id`` header, or the
-       ``session_id`` of a legacy SSE POST) and requests on a connection that had a request in progress when the
-       drain began (stateless MCP has no session ids; its follow-ups come on the same connection) still pass.
-       Exempt paths (health, metrics) keep answering.
-    3. Requests in flight (and the callers of the ``wait_for`` limiters) get up to ``timeout`` seconds.
-    4. Event streams (GET ``text/event-stream``) are closed: the app is told the client disconnected, the
+    2. Where sibling workers share the listening socket (gunicorn, ``uvicorn --workers``), this worker stops
+       accepting connections: new ones go to the others. (A lone server keeps accepting: refusing connections
+       before the load balancer has seen readiness flip would fail calls that could still be served.)
+    3. A request that still arrives on an open connection is served, and its response says
+       ``Connection: close``, so the client's next call opens a connection to another worker: each connection
+       carries at most one more request, and nothing a client sends is refused. New *sessions* are refused with
+       503, ``Retry-After`` and ``Connection: close`` (a JSON-RPC error on MCP paths): an MCP ``initialize``
+       without a session id, or a new event stream. Exempt paths (health, metrics) keep answering.
+    4. Requests in flight (and the callers of the ``wait_for`` limiters) get up to ``timeout`` seconds.
+    5. Event streams (GET ``text/event-stream``) are closed: the app is told the client disconnected, the
        response is ended properly, and after ``stream_close_timeout`` a stream that has not ended is cancelled.
-    5. The server is let go as if SIGTERM had just reached it: the handler the server installed (uvicorn's,
+    6. The server is let go as if SIGTERM had just reached it: the handler the server installed (uvicorn's,
        also under gunicorn's uvicorn worker) is called, and it shuts down with nothing left to wait for.
+
+    Measured under load (``bench/sidecar_recycle.py``: 20 clients calling without pause while one gunicorn
+    worker is recycled five times), refusing every new request during a drain failed more calls than a plain
+    SIGKILL did: a draining worker on a shared socket keeps accepting connections, and a 503 is a failed call.
+    Hence steps 2 and 3.
 
     Installing is automatic: the signal handlers are installed when the app's lifespan starts (or at the first
     request, for an app without one) and restored when it ends. A signal that arrives during a drain changes
@@ -94,6 +102,8 @@ class Drain:
         mcp_paths: where refusals are JSON-RPC errors.
         wait_for: limiters whose callers the drain also waits for (work whose HTTP request is already over,
             such as a tool call answered over a legacy SSE stream).
+        stop_accepting: stop accepting connections when the drain starts; None (the default) does so when
+            sibling workers share the listening socket (under gunicorn, or a ``uvicorn --workers`` child).
         exit: hand over to the server at the end (True); False leaves the process running (tests, embedding).
         registry: where metrics go (``"default"``, a ``CollectorRegistry``, or None).
     """
@@ -114,6 +124,7 @@ class Drain:
         wait_for: Iterable[Limiter] = (),
         exit: bool = True,
         registry: RegistryArg = "default",
+        stop_accepting: bool | None = None,
     ) -> None:
         if not timeout >= 0:
             raise ValueError(f"timeout must be >= 0 seconds, not {timeout!r}")
@@ -131,8 +142,7 @@ class Drain:
         self._wait_for = tuple(wait_for)
         self._state: State = "serving"
         self._in_flight = 0
-        self._clients: dict[Any, int] = {}  # connection (client address) -> requests in progress on it
-        self._sessions: frozenset[Any] = frozenset()  # connections busy when the drain started
+        self._stop_accepting = stop_accepting
         self._streams: set[_Stream] = set()
         self._installed = False
         self._previous: dict[int, Any] = {}
@@ -157,29 +167,12 @@ class Drain:
                 await self._drain_endpoint(scope, send)
             elif path in self._exempt:
                 await self.app(scope, receive, send)
-            elif self._state != "serving" and not self._admitted(scope):
-                await send_unavailable(
-                    send,
-                    message="server is draining (shutting down); retry on another connection",
-                    retry_after=self.retry_after,
-                    jsonrpc=path in self._mcp,
-                    close=True,
-                )
+            elif self._state != "serving":
+                await self._during_drain(scope, receive, send)
             elif is_event_stream(scope):
                 await self._stream(scope, receive, send)
             else:
-                client = scope.get("client")
-                clients = self._clients
-                clients[client] = clients.get(client, 0) + 1
-                self._in_flight += 1
-                try:
-                    await self.app(scope, receive, send)
-                finally:
-                    self._in_flight -= 1
-                    if clients[client] == 1:
-                        del clients[client]
-                    else:
-                        clients[client] -= 1
+                await self._tracked(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
         elif kind == "websocket" and self._state != "serving":
@@ -187,14 +180,31 @@ class Drain:
         else:
             await self.app(scope, receive, send)
 
-    def _admitted(self, scope: Scope) -> bool:
-        """During a drain: a request of work already under way is served, anything new is refused.
+    async def _tracked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._in_flight -= 1
 
-        Under way means an MCP session that exists (its id is on the request) or a connection that had a request
-        in progress when the drain began. Stateless MCP (2026-07-28) has no session ids: a client's follow-up to
-        the call it is finishing (the SDK lists tools to check a result) comes on the same keep-alive connection.
-        """
-        return scope.get("client") in self._sessions or _in_session(scope)
+    async def _during_drain(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request on a connection still open during a drain: served and told to close, unless it starts a
+        new session (a new event stream, or an MCP ``initialize`` outside any session), which is refused."""
+        refuse = is_event_stream(scope)
+        if not refuse and scope.get("method") == "POST" and scope["path"] in self._mcp and not _in_session(scope):
+            first = await receive()
+            refuse = bool(_INITIALIZE.search(first.get("body", b"")))
+            receive = _replay(first, receive)
+        if refuse:
+            await send_unavailable(
+                send,
+                message="server is draining (shutting down); open the session on another connection",
+                retry_after=self.retry_after,
+                jsonrpc=scope["path"] in self._mcp,
+                close=True,
+            )
+            return
+        await self._tracked(scope, receive, _closing(send))
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def lifespan_send(message: Message) -> None:
@@ -302,12 +312,16 @@ class Drain:
             logger.info("drain: %s ignored, already %s", reason, self._state)
             return False
         loop = asyncio.get_running_loop()  # raises off asyncio: the drain task needs it
-        self._sessions = frozenset(self._clients)
         self._state = "draining"
+        stop = _shares_listening_socket() if self._stop_accepting is None else self._stop_accepting
+        closed = _stop_listening(loop) if stop else 0
         logger.warning(
-            "drain started (%s): readiness 503, new sessions refused; %d request(s) and %d stream(s) open, "
-            "up to %g s for in-flight work",
+            "drain started (%s): readiness 503, %s, new sessions refused, open connections closed after their "
+            "next response; %d request(s) and %d stream(s) open, up to %g s for in-flight work",
             reason,
+            f"stopped accepting ({closed} listener(s) closed here; sibling workers keep theirs)"
+            if stop
+            else "still accepting (no sibling workers share the socket)",
             self._in_flight,
             len(self._streams),
             self.timeout,
@@ -379,6 +393,59 @@ class Drain:
 
     def _metric_samples(self) -> Iterable[Sample]:
         return ((_metrics.DRAINING, (), 0.0 if self._state == "serving" else 1.0),)
+
+
+_INITIALIZE = re.compile(rb'"method"\s*:\s*"initialize"')
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
+    """A receive that gives ``first`` (already read) again, then reads on."""
+    pending: list[Message] = [first]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+def _closing(send: Send) -> Send:
+    """A send that marks the response ``Connection: close`` (uvicorn then closes the connection after it)."""
+
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"connection"]
+            message = {**message, "headers": [*headers, (b"connection", b"close")]}
+        await send(message)
+
+    return closing
+
+
+def _shares_listening_socket() -> bool:
+    """Do sibling worker processes accept on the same listening socket as this one?
+
+    Under gunicorn the worker has gunicorn imported (its worker class is gunicorn's); a ``uvicorn --workers``
+    child is a multiprocessing child of the supervisor that holds the socket.
+    """
+    import multiprocessing
+    import sys
+
+    return "gunicorn" in sys.modules or multiprocessing.parent_process() is not None
+
+
+def _stop_listening(loop: asyncio.AbstractEventLoop) -> int:
+    """Stop accepting connections in this process: close this loop's listening servers.
+
+    ``asyncio.Server.close`` closes this process's copy of each listening socket and keeps the connections it
+    accepted; sibling workers hold their own copies and keep accepting, so the kernel hands new connections to
+    them. The servers are found once, at drain time, among the live objects: uvicorn does not hand its server to
+    the app.
+    """
+    import gc
+
+    servers = [o for o in gc.get_objects() if isinstance(o, asyncio.base_events.Server) and o.get_loop() is loop]
+    for server in servers:
+        server.close()
+    return len(servers)
 
 
 def _in_session(scope: Scope) -> bool:

@@ -109,6 +109,13 @@ SIGNALS: dict[str, SignalInfo] = {
             "The diagnose engine's blocked verdict: the loop thread stuck in one call outside its selector.",
         ),
         _s("stack_busy_confidence", "0-3", "stacks", "The diagnose engine's busy verdict: CPU-bound application code."),
+        _s(
+            "guard_limiter_saturation",
+            "ratio",
+            "metrics",
+            "For a server using watchdog.guard: the fullest of the worker's limiters, in_flight / limit, each "
+            "limiter matched by its name label (1.0: every slot taken, callers waiting).",
+        ),
         _s("probe_ok", "0 or 1", "probes", "1 if the latest probe this worker answered passed."),
         _s(
             "probe_consecutive_failures",
