@@ -67,7 +67,7 @@ class Webhooks:
 class Watchdog:
     """``python -m watchdog run`` in a subprocess; stopped by pid (SIGTERM, then SIGKILL) even on failure."""
 
-    def __init__(self, cfg: dict[str, Any], *, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, cfg: dict[str, Any], *, extra_args: tuple[str, ...] = (), user: str | None = None) -> None:
         self.cfg = cfg
         self.listen = cfg["server"]["listen"]
         self.dir = tempfile.mkdtemp(prefix="watchdog-test-")
@@ -76,6 +76,9 @@ class Watchdog:
         self.log_path = Path(self.dir) / "watchdog.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.extra_args = extra_args
+        self.user = user
+        if user is not None:
+            os.chmod(self.dir, 0o755)  # noqa: S103 - the unprivileged watchdog reads its config (no secrets) here
 
     @property
     def url(self) -> str:
@@ -98,9 +101,15 @@ class Watchdog:
                     await anyio.sleep(0.1)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "watchdog", "run", "-c", str(self.config_path), *self.extra_args]
+        if self.user is not None:
+            import pwd
+
+            ent = pwd.getpwnam(self.user)
+            cmd = ["setpriv", f"--reuid={ent.pw_uid}", f"--regid={ent.pw_gid}", "--clear-groups", *cmd]
         with self.log_path.open("wb") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "watchdog", "run", "-c", str(self.config_path), *self.extra_args],
+                cmd,
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -149,8 +158,10 @@ class Watchdog:
 
 
 @asynccontextmanager
-async def watching(cfg: dict[str, Any], *, extra_args: tuple[str, ...] = ()) -> AsyncIterator[Watchdog]:
-    wd = Watchdog(cfg, extra_args=extra_args)
+async def watching(
+    cfg: dict[str, Any], *, extra_args: tuple[str, ...] = (), user: str | None = None
+) -> AsyncIterator[Watchdog]:
+    wd = Watchdog(cfg, extra_args=extra_args, user=user)
     try:
         yield await wd.start()
     except BaseException:

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -76,6 +77,7 @@ class WorkerState:
     memory_limit: int | None = None
     exported: set[str] = field(default_factory=set)
     verdict: dict[str, Any] | None = None
+    process_error: str | None = None
 
 
 @dataclass
@@ -128,7 +130,8 @@ class Agent:
         self._tg: TaskGroup | None = None
         self._http: aiohttp.ClientSession | None = None
         self.last_beat = clock()
-        self.max_lag = 0.0
+        self.max_lag = 0.0  # since the last /metrics scrape (reset there)
+        self.lags: deque[tuple[float, float]] = deque(maxlen=64)  # (when, lag) of recent late beats, for /healthz
         self._stack_limit = anyio.CapacityLimiter(2)
 
     # ---- running -------------------------------------------------------------------------------------------
@@ -166,6 +169,13 @@ class Agent:
             lag = max(0.0, self.clock() - before - period)
             self.max_lag = max(self.max_lag, lag)
             self.last_beat = self.clock()
+            if lag > 0.05:
+                self.lags.append((self.last_beat, lag))
+
+    def recent_lag(self, window: float = 10.0) -> float:
+        """The worst lag of the own event loop within the last ``window`` seconds."""
+        since = self.clock() - window
+        return max((lag for t, lag in self.lags if t >= since), default=0.0)
 
     # ---- process: discovery + psutil ----------------------------------------------------------------------
     async def _process_round(self) -> None:
@@ -188,6 +198,19 @@ class Agent:
                     memory_window=self.cfg.windows.memory,
                     fd_window=self.cfg.windows.fds,
                 )
+                if reading.denied != ws.process_error:
+                    if reading.denied is not None:
+                        self.metrics.sampling_errors.labels("process", "permission").inc()
+                        self.events.add(
+                            Event(
+                                "process_unreadable",
+                                f"{ts.cfg.name}: worker {ws.id.pid}: {reading.denied}",
+                                target=ts.cfg.name,
+                                worker=ws.id.pid,
+                                severity="warning",
+                            )
+                        )
+                    ws.process_error = reading.denied
                 ws.reading = reading
                 ws.store.record(now, values, stale_after=3 * self.cfg.intervals.process)
                 self._export(ts, ws, values)
@@ -595,6 +618,7 @@ class Agent:
                         "create_time": ws.id.create_time,
                         "signals": {k: _finite(v) for k, v in ws.store.snapshot(now).items()},
                         "stack_error": ws.stack_error,
+                        "process_error": ws.process_error,
                         "stack_verdict": ws.verdict,
                         "rules": [s.to_json() for s in self.rules.states(ws.id.key) if s.state != "inactive"],
                     }

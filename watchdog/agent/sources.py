@@ -33,6 +33,7 @@ class ProcessReading:
     sockets: int
     threads: int
     loop_outside_selector: bool | None = None
+    denied: str | None = None  # what could not be read for lack of permission
 
 
 _SELECTOR_WAITS = ("epoll", "select", "poll", "sys_poll")
@@ -84,13 +85,26 @@ def read_process(worker: WorkerId, t: float) -> ProcessReading | None:
             cpu = p.cpu_times()
             rss = p.memory_info().rss
             threads = p.num_threads()
-        fds, sockets = fd_counts(worker.pid)
+        denied = None
+        try:
+            fds, sockets = fd_counts(worker.pid)
+        except PermissionError:
+            # CPU and memory are world-readable in /proc; a process's fds are not. Missing, not zero.
+            fds = sockets = -1
+            denied = (
+                f"permission denied reading /proc/{worker.pid}/fd: run the watchdog as the server's user or as "
+                "root (CAP_SYS_PTRACE; in Kubernetes, shareProcessNamespace and the SYS_PTRACE capability)"
+            )
         return ProcessReading(
             t=t, cpu_seconds=cpu.user + cpu.system, rss=rss, fds=fds, sockets=sockets, threads=threads,
-            loop_outside_selector=loop_outside_selector(worker.pid),
+            loop_outside_selector=loop_outside_selector(worker.pid), denied=denied,
         )  # fmt: skip
     except (psutil.NoSuchProcess, psutil.ZombieProcess, FileNotFoundError, ProcessLookupError):
         return None
+    except (psutil.AccessDenied, PermissionError):
+        return ProcessReading(t=t, cpu_seconds=math.nan, rss=-1, fds=-1, sockets=-1, threads=-1,
+                              denied=f"permission denied reading process {worker.pid}: run the watchdog as the "
+                              "server's user or as root")  # fmt: skip
 
 
 def cgroup_memory_limit(pid: int) -> int | None:
@@ -109,24 +123,31 @@ def process_signals(
     fd_window: float,
 ) -> dict[str, float | None]:
     """Signals from two consecutive readings plus the store's history (the new reading not yet recorded)."""
+
+    def known(v: int) -> float | None:
+        return None if v < 0 else float(v)
+
     out: dict[str, float | None] = {
-        "rss_bytes": float(now.rss),
-        "open_fds": float(now.fds),
-        "sockets": float(now.sockets),
-        "threads": float(now.threads),
+        "rss_bytes": known(now.rss),
+        "open_fds": known(now.fds),
+        "sockets": known(now.sockets),
+        "threads": known(now.threads),
         "loop_wait_outside_selector": None if now.loop_outside_selector is None else float(now.loop_outside_selector),
         "cpu_percent": None,
         "memory_limit_bytes": float(memory_limit) if memory_limit else None,
     }
-    if previous is not None and now.t > previous.t:
+    if previous is not None and now.t > previous.t and math.isfinite(now.cpu_seconds - previous.cpu_seconds):
         out["cpu_percent"] = max(0.0, 100.0 * (now.cpu_seconds - previous.cpu_seconds) / (now.t - previous.t))
+    if now.fds >= 0:
+        fd_series = store.series("open_fds")
+        fd_points = fd_series.since(now.t - fd_window) if fd_series else []
+        out["fd_growth_per_second"] = slope([*fd_points, Point(now.t, float(now.fds))])
+    if now.rss < 0:
+        return out
     rss_series = store.series("rss_bytes")
     rss_points = rss_series.since(now.t - memory_window) if rss_series else []
     growth = slope([*rss_points, Point(now.t, float(now.rss))])
     out["rss_growth_bytes_per_second"] = growth
-    fd_series = store.series("open_fds")
-    fd_points = fd_series.since(now.t - fd_window) if fd_series else []
-    out["fd_growth_per_second"] = slope([*fd_points, Point(now.t, float(now.fds))])
     if memory_limit:
         out["memory_used_ratio"] = now.rss / memory_limit
         if growth is not None:
