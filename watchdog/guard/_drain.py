@@ -65,7 +65,9 @@ class Drain:
        carries at most one more request, and nothing a client sends is refused. New *sessions* are refused with
        503, ``Retry-After`` and ``Connection: close`` (a JSON-RPC error on MCP paths): an MCP ``initialize``
        without a session id, or a new event stream. Exempt paths (health, metrics) keep answering.
-    4. Requests in flight (and the callers of the ``wait_for`` limiters) get up to ``timeout`` seconds.
+    4. Requests in flight (and the callers of the ``wait_for`` limiters) get up to ``timeout`` seconds, and the
+       drain waits until no request has started for ``settle`` seconds: under steady load "nothing in flight"
+       is a moment between two requests on a connection that has not yet been told to close.
     5. Event streams (GET ``text/event-stream``) are closed: the app is told the client disconnected, the
        response is ended properly, and after ``stream_close_timeout`` a stream that has not ended is cancelled.
     6. The server is let go as if SIGTERM had just reached it: the handler the server installed (uvicorn's,
@@ -104,6 +106,7 @@ class Drain:
             such as a tool call answered over a legacy SSE stream).
         stop_accepting: stop accepting connections when the drain starts; None (the default) does so when
             sibling workers share the listening socket (under gunicorn, or a ``uvicorn --workers`` child).
+        settle: seconds without a new request before the drain hands over (within ``timeout``).
         exit: hand over to the server at the end (True); False leaves the process running (tests, embedding).
         registry: where metrics go (``"default"``, a ``CollectorRegistry``, or None).
     """
@@ -125,6 +128,7 @@ class Drain:
         exit: bool = True,
         registry: RegistryArg = "default",
         stop_accepting: bool | None = None,
+        settle: float = 0.5,
     ) -> None:
         if not timeout >= 0:
             raise ValueError(f"timeout must be >= 0 seconds, not {timeout!r}")
@@ -143,6 +147,8 @@ class Drain:
         self._state: State = "serving"
         self._in_flight = 0
         self._stop_accepting = stop_accepting
+        self.settle = settle
+        self._last_started = 0.0
         self._streams: set[_Stream] = set()
         self._installed = False
         self._previous: dict[int, Any] = {}
@@ -181,6 +187,7 @@ class Drain:
             await self.app(scope, receive, send)
 
     async def _tracked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._last_started = time.monotonic()
         self._in_flight += 1
         try:
             await self.app(scope, receive, send)
@@ -334,7 +341,7 @@ class Drain:
         deadline = started + self.timeout
         # Polled: in-flight counts change on every request and in the wait_for limiters; a 20 Hz look during a
         # drain costs nothing, an event on every request's way out would.
-        while self.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110
+        while (self.in_flight or time.monotonic() - self._last_started < self.settle) and (time.monotonic() < deadline):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         left = self.in_flight
         streams = len(self._streams)
