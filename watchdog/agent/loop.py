@@ -31,15 +31,16 @@ from watchdog.actions.recycle import RecyclePlan, Recycler, SignalSender
 from watchdog.agent.events import Event, EventLog
 from watchdog.agent.metrics import AgentMetrics
 from watchdog.agent.sources import ProcessReading, Scrape, cgroup_memory_limit, process_signals, read_process, scrape
-from watchdog.agent.stacks import StackLook
+from watchdog.agent.stacks import LookSchedule, StackLook
 from watchdog.config import Config, Target
 from watchdog.discovery import Discovery, TargetView, WorkerId
 from watchdog.errors import ProcessGone
 from watchdog.rules import LoadedRules, Rule, RuleEngine, Transition
-from watchdog.signals.catalog import SignalRef, format_value
+from watchdog.signals.catalog import SignalRef, format_value, parse_ref
 from watchdog.signals.series import SignalStore
 
 log = logging.getLogger("watchdog.agent")
+_SENTINEL = parse_ref("metric:watchdog_guard_cancel_spin_scopes")
 
 
 class StackSampler(Protocol):
@@ -70,7 +71,7 @@ class WorkerState:
     target: str
     store: SignalStore = field(default_factory=SignalStore)
     reading: ProcessReading | None = None
-    last_stacks: float = -math.inf
+    looks: LookSchedule = field(default_factory=lambda: LookSchedule(5.0, 60.0))
     stack_error: str | None = None
     probe_streak: int = 0
     probe_ok: bool | None = None
@@ -250,7 +251,8 @@ class Agent:
         for key, wid in current.items():
             if key not in ts.workers:
                 limit = ts.cfg.memory_limit or cgroup_memory_limit(wid.pid)
-                ts.workers[key] = WorkerState(wid, ts.cfg.name, memory_limit=limit)
+                looks = LookSchedule(self.cfg.intervals.stacks, self.cfg.stacks.baseline)
+                ts.workers[key] = WorkerState(wid, ts.cfg.name, memory_limit=limit, looks=looks)
                 self.events.add(
                     Event("worker_new", f"{ts.cfg.name}: watching worker {wid.pid}", target=ts.cfg.name, worker=wid.pid)
                 )
@@ -289,12 +291,20 @@ class Agent:
         due: list[tuple[TargetState, WorkerState]] = []
         for ts in self.targets.values():
             for ws in ts.workers.values():
-                since = now - ws.last_stacks
                 cpu = ws.store.current("cpu_percent", now)
+                sockets = ws.store.current("sockets", now)
+                spin_sentinel = self._lookup(ts, ws, now)(_SENTINEL)
+                stalled = (
+                    ws.store.current("loop_wait_outside_selector", now) == 1.0
+                    or ws.probe_streak > 0
+                    or (spin_sentinel is not None and spin_sentinel >= 1)
+                )
                 hot = cpu is not None and cpu >= self.cfg.stacks.hot_cpu_percent
-                stalled = ws.store.current("loop_wait_outside_selector", now) == 1.0 or ws.probe_streak > 0
-                if ((hot or stalled) and since >= self.cfg.intervals.stacks) or since >= self.cfg.stacks.baseline:
-                    ws.last_stacks = now
+                cool = cpu is not None and cpu < self.cfg.stacks.hot_cpu_percent / 2
+                why = ws.looks.due(now, cpu=cpu, sockets=sockets, hot=hot, stalled=stalled, cool=cool)
+                if why is not None:
+                    self.metrics.stack_looks.labels(why).inc()
+                    ws.looks.last = now  # claimed: the next round must not start a second look meanwhile
                     due.append((ts, ws))
         if due:
             async with anyio.create_task_group() as tg:
@@ -333,6 +343,10 @@ class Agent:
         ws.stack_error = None
         ws.verdict = look.verdict
         now = self.clock()
+        ws.looks.looked(
+            now, look.verdict.get("kind"), cpu=ws.store.current("cpu_percent", now),
+            sockets=ws.store.current("sockets", now),
+        )  # fmt: skip
         values = look.signals
         # a look stays current until the next one is due at the latest (the baseline), so rules can cross it
         # with the process signals sampled in between

@@ -52,3 +52,9 @@ class AgentMetrics:
         self.stack_seconds = Counter(
             "watchdog_stack_sampling_seconds_total", "Wall time spent sampling stacks.", registry=r
         )
+        self.stack_looks = Counter(
+            "watchdog_stack_looks_total",
+            "Stack looks taken, by why (stalled, changed, hot, baseline).",
+            ["reason"],
+            registry=r,
+        )

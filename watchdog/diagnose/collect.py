@@ -64,11 +64,16 @@ async def _collect(
     limiter: anyio.CapacityLimiter,
     poll_interval: float,
     in_flight: Callable[[], tuple[dict[str, float] | None, str | None]],
+    interpreter: Interpreter | None = None,
+    first_connections: bool = True,
 ) -> ProcessEvidence:
     pid, ct = info.pid, info.create_time
-    interp0 = await anyio.to_thread.run_sync(lambda: read_interpreter(pid, exe=info.exe, argv0=info.cmdline[0]))
+    if interpreter is not None:
+        interp0 = interpreter
+    else:
+        interp0 = await anyio.to_thread.run_sync(lambda: read_interpreter(pid, exe=info.exe, argv0=info.cmdline[0]))
     check_supported(pid, interp0.python_version)
-    first = await anyio.to_thread.run_sync(snapshot, pid, ct)
+    first = await anyio.to_thread.run_sync(lambda: snapshot(pid, ct, connections=first_connections))
     t0 = first.at
     polls = [Poll(0.0, first.rss_bytes, first.num_fds, {t: " ".join(s) for t, s in first.thread_states.items()})]
     result: dict[str, StackSamples | BaseException] = {}
@@ -108,9 +113,12 @@ async def _collect(
     polls.append(
         Poll(last.at - t0, last.rss_bytes, last.num_fds, {t: " ".join(s) for t, s in last.thread_states.items()})
     )
-    interp: Interpreter = await anyio.to_thread.run_sync(
-        lambda: read_interpreter(pid, exe=info.exe, argv0=info.cmdline[0], files=sorted(stacks.files()))
-    )
+    if interpreter is not None:
+        interp = interpreter
+    else:
+        interp = await anyio.to_thread.run_sync(
+            lambda: read_interpreter(pid, exe=info.exe, argv0=info.cmdline[0], files=sorted(stacks.files()))
+        )
     cgroup = await anyio.to_thread.run_sync(read_cgroup_memory, pid)
     names = await anyio.to_thread.run_sync(thread_names, pid)
     flight, flight_error = in_flight()
@@ -128,10 +136,16 @@ async def collect_evidence(
     limiter: anyio.CapacityLimiter | None = None,
     poll_interval: float = 0.2,
     in_flight: dict[str, float] | None = None,
+    interpreter: Interpreter | None = None,
+    first_connections: bool = True,
 ) -> ProcessEvidence:
     """The evidence for one process over one window, for callers that judge it themselves (the sidecar judges
     each worker with ``state_verdict`` exactly as ``diagnose`` does). ``create_time``, when given, must match:
     a reused pid raises ``ProcessGone``. ``in_flight`` is the worker's in-flight gauges, if the caller has them.
+
+    For a caller that looks at the same process again and again: ``interpreter`` (from an earlier look's
+    evidence) skips reading its site-packages, and ``first_connections=False`` skips the socket table at the
+    window's start (the state verdict reads connections at the end only; the fd-growth finding would need both).
     """
     info = await anyio.to_thread.run_sync(describe, pid)
     if create_time is not None and abs(info.create_time - create_time) > 0.01:
@@ -140,7 +154,7 @@ async def collect_evidence(
     return await _collect(
         info, duration=duration, rate=rate, nonblocking=nonblocking, py_spy=exe,
         limiter=limiter or anyio.CapacityLimiter(1), poll_interval=poll_interval,
-        in_flight=lambda: (in_flight, None),
+        in_flight=lambda: (in_flight, None), interpreter=interpreter, first_connections=first_connections,
     )  # fmt: skip
 
 

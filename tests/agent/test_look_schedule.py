@@ -1,0 +1,47 @@
+"""When the sidecar looks at a worker's stacks: plain numbers, no processes."""
+
+from __future__ import annotations
+
+from watchdog.agent.stacks import LookSchedule
+
+
+def run(s: LookSchedule, t: float, verdict: str = "busy", **kw: object) -> str | None:
+    """Ask at ``t``; when a look is due, take it and report ``verdict``. Returns why it was due."""
+    args = {"cpu": 95.0, "sockets": 8.0, "hot": True, "stalled": False, **kw}
+    why = s.due(t, **args)  # type: ignore[arg-type]
+    if why is not None:
+        s.looked(t, verdict, cpu=args["cpu"], sockets=args["sockets"])  # type: ignore[arg-type]
+    return why
+
+
+def test_a_hot_healthy_worker_is_looked_at_less_and_less_often() -> None:
+    s = LookSchedule(min_gap=5, baseline=60)
+    looks = [t for t in range(0, 200) if run(s, t) is not None]
+    assert looks == [0, 10, 30, 70, 130, 190]  # each healthy look doubles the gap: 10, 20, 40, then the 60 s cap
+
+
+def test_a_suspicious_verdict_keeps_the_gap_short() -> None:
+    s = LookSchedule(min_gap=5, baseline=60)
+    looks = [t for t in range(0, 30) if run(s, t, verdict="spin") is not None]
+    assert looks == [0, 5, 10, 15, 20, 25]
+
+
+def test_sockets_dropping_brings_the_next_look_forward() -> None:
+    s = LookSchedule(min_gap=5, baseline=60)
+    for t in range(0, 71):
+        run(s, t)  # looks at 0, 10, 30, 70: the gap is now 60
+    assert run(s, 72) is None
+    assert run(s, 76, sockets=1.0) == "changed"  # load stopped: a spin left behind would show now
+    assert run(s, 86, sockets=1.0) == "hot"  # and the gap is short again (5, doubled once by a healthy look)
+
+
+def test_cooling_down_resets_the_gap_and_stalls_bypass_it() -> None:
+    s = LookSchedule(min_gap=5, baseline=60)
+    for t in range(0, 71):
+        run(s, t)
+    assert s.due(71, cpu=45.0, sockets=8.0, hot=False, stalled=False) is None  # hovering: the gap stays
+    assert run(s, 77) is None
+    assert s.due(78, cpu=10.0, sockets=8.0, hot=False, stalled=False, cool=True) is None  # cooled down
+    assert run(s, 79) == "hot"  # hot again after cooling: looked at once the short gap has passed
+    assert run(s, 84, stalled=True, hot=False, cpu=0.0) == "stalled"
+    assert s.due(85, cpu=0.0, sockets=8.0, hot=False, stalled=True) is None  # min_gap still holds
