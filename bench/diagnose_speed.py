@@ -7,19 +7,28 @@ one worker and of a master with 4 workers, and the demo's ``echo`` latency (medi
 running (the baseline) and while a blocking, then a nonblocking, diagnose samples the worker serving it. Ratios
 are against the baseline measured in the same run. Goals: one process <= 4 s, master + 4 workers <= 6 s,
 p99 ratio <= 1.10.
+
+The diagnoses that run during the latency phases are the real command, ``python -m watchdog diagnose PID``, in
+processes of their own, as an engineer runs it: the cost measured is the cost to the server. (Running
+``diagnose()`` inside this benchmark's own event loop, beside the client whose latency is measured, charged
+diagnose's parsing and /proc reads to the client: p99 ratios of 1.3-1.5 that were the benchmark's, not the
+server's.)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import sys
 import time
+from typing import Any
 
 import anyio
 from mcp import Client
 
 from examples.demo.harness import DemoServer
-from watchdog.diagnose import DEFAULT_RATE, DiagnoseReport, diagnose
+from watchdog.diagnose import DEFAULT_RATE, diagnose
 
 
 async def echo_latencies(url: str, seconds: float) -> list[float]:
@@ -40,14 +49,18 @@ def p(values: list[float], q: float) -> float:
 
 async def under_diagnose(
     url: str, pid: int, seconds: float, nonblocking: bool, rate: float
-) -> tuple[list[float], DiagnoseReport]:
-    report: list[DiagnoseReport] = []
+) -> tuple[list[float], dict[str, Any]]:
+    report: list[dict[str, Any]] = []
+    cmd = [sys.executable, "-m", "watchdog", "diagnose", str(pid), "--json", "--rate", f"{rate:g}"]
+    if nonblocking:
+        cmd.append("--nonblocking")
 
     async def run() -> None:
         await anyio.sleep(0.2)
         end = time.monotonic() + seconds - 0.4
         while time.monotonic() < end or not report:  # keep a diagnose running for the whole measurement
-            report.append(await diagnose(pid, nonblocking=nonblocking, rate=rate))
+            done = await anyio.run_process(cmd, check=False)
+            report.append(json.loads(done.stdout))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run)
@@ -59,7 +72,7 @@ async def main(seconds: float, rounds: int, rate: float) -> None:
     rows: list[tuple[str, str]] = []
     phases = ("baseline", "blocking", "nonblocking")
     lat: dict[str, list[float]] = {ph: [] for ph in phases}
-    reports: dict[str, DiagnoseReport] = {}
+    reports: dict[str, dict[str, Any]] = {}
     with DemoServer(workers=1) as demo:
         worker = demo.worker_pids()[0]
         await echo_latencies(demo.mcp_url, 1.0)  # warm up
@@ -75,9 +88,10 @@ async def main(seconds: float, rounds: int, rate: float) -> None:
             ratio = "" if ph == "baseline" else f"; ratio p50 {l50 / b50:.2f}, p99 {l99 / b99:.2f}"
             rows.append((name, f"{len(lat[ph])} calls, p50 {l50:.2f} ms, p99 {l99:.2f} ms{ratio}"))
         for ph in phases[1:]:
-            pr = reports[ph].processes[0]
-            samples = pr.evidence.stacks.samples if pr.evidence else 0
-            rows.append((f"diagnose 1 worker, {ph}", f"wall {reports[ph].wall_s:.2f} s, {samples} samples"))
+            stacks = reports[ph]["processes"][0]["stacks"] or {}
+            rows.append(
+                (f"diagnose 1 worker, {ph}", f"wall {reports[ph]['wall_s']:.2f} s, {stacks.get('samples', 0)} samples")
+            )
     with DemoServer(workers=4) as demo:
         rep = await diagnose(demo.master_pid, rate=rate)
         samples = sum(p.evidence.stacks.samples for p in rep.processes if p.evidence)
