@@ -1,6 +1,6 @@
 """How fast is a full deep probe, next to the same MCP sequence through the official SDK client?
 
-Run:  .venv/bin/python bench/probe_latency.py [--rounds 200] [--sequential 1000]
+Run:  .venv/bin/python bench/probe_latency.py [--rounds 1000] [--sequential 1000]
 
 One run starts the demo server twice on 127.0.0.1 (stateless with 2 workers, as `make demo` runs it; and
 stateful with 1 worker, so the handshake sequence ends with a real DELETE) and measures, interleaved round by
@@ -143,7 +143,7 @@ async def sequential(spec: ProbeSpec, url: str, n: int) -> list[str]:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=200, help="probes per side and mode (default 200)")
+    ap.add_argument("--rounds", type=int, default=1000, help="probes per side and mode (default 1000: p99 of fewer is noise)")
     ap.add_argument("--sequential", type=int, default=1000, help="probes in the fd/RSS run (default 1000)")
     args = ap.parse_args()
     echo = load_probe(REPO / "probes" / "demo-echo.yaml")
