@@ -143,7 +143,9 @@ async def sequential(spec: ProbeSpec, url: str, n: int) -> list[str]:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=1000, help="probes per side and mode (default 1000: p99 of fewer is noise)")
+    ap.add_argument(
+        "--rounds", type=int, default=1000, help="probes per side and mode (default 1000: p99 of fewer is noise)"
+    )
     ap.add_argument("--sequential", type=int, default=1000, help="probes in the fd/RSS run (default 1000)")
     args = ap.parse_args()
     echo = load_probe(REPO / "probes" / "demo-echo.yaml")
