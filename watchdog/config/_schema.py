@@ -28,6 +28,7 @@ import os
 import re
 import types
 import typing
+import urllib.parse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, NewType, TypeVar, Union
@@ -99,6 +100,18 @@ def setting(
 def at_least(low: float) -> Callable[[Any], str | None]:
     """A check: the number is ``>= low``."""
     return lambda v: None if v >= low else f"must be at least {low:g}, got {v:g}"
+
+
+def http_url(value: str) -> str | None:
+    """A check: ``value`` is an http(s) URL with a host and, if it has one, a valid port."""
+    u = urllib.parse.urlsplit(value)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        return f"expected an http:// or https:// URL with a host, got {value!r}"
+    try:
+        u.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return f"invalid port in URL {value!r}"
+    return None
 
 
 def between(low: float, high: float) -> Callable[[Any], str | None]:

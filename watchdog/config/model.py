@@ -7,29 +7,17 @@ current.
 from __future__ import annotations
 
 import re
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from watchdog.config._schema import Duration, FilePath, Regex, Size, at_least, setting
+from watchdog.config._schema import Duration, FilePath, Regex, Size, at_least, http_url, setting
 
 Report = Callable[[str | None, str], None]
 
 BUNDLED_RULES = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"
 """The default rule pack, used when a config names none (present in a source checkout)."""
-
-
-def _http_url(value: str) -> str | None:
-    u = urllib.parse.urlsplit(value)
-    if u.scheme not in ("http", "https") or not u.hostname:
-        return f"expected an http:// or https:// URL with a host, got {value!r}"
-    try:
-        u.port  # noqa: B018 - parsing the port is the check
-    except ValueError:
-        return f"invalid port in URL {value!r}"
-    return None
 
 
 def _signal_name(value: str) -> str | None:
@@ -75,7 +63,7 @@ class Recycle:
         check=_signal_name,
     )
     drain_url: str | None = setting(
-        None, doc="URL to POST to start a drain; `{pid}` is replaced by the worker's pid.", check=_http_url
+        None, doc="URL to POST to start a drain; `{pid}` is replaced by the worker's pid.", check=http_url
     )
     drain_token: str | None = setting(None, doc="Bearer token for `drain_url`; write it as `${NAME}`.")
     drain_wait: Duration = setting(Duration(10.0), doc="How long a drain may take before SIGTERM is sent.")
@@ -96,12 +84,12 @@ class Target:
         doc="Which processes are the workers: `children` of the matched process (a gunicorn master or "
         "`uvicorn --workers` supervisor), the process `self`, or `auto` (children when it has any).",
     )
-    metrics_url: str | None = setting(None, doc="The server's Prometheus endpoint.", check=_http_url)
+    metrics_url: str | None = setting(None, doc="The server's Prometheus endpoint.", check=http_url)
     probes: list[FilePath] = setting(doc="Probe definition files (see `probes/`).", factory=list)
     probe_url: str | None = setting(
         None,
         doc="Overrides the `url` of every probe of this target (the same probe file, another port).",
-        check=_http_url,
+        check=http_url,
     )
     memory_limit: Size | None = setting(
         None, doc="Memory limit per worker for projections; the cgroup limit is used when unset."
@@ -137,7 +125,7 @@ class Budget:
 class Webhook:
     """A JSON webhook that receives every notification."""
 
-    url: str = setting(doc="Where to POST.", check=_http_url)
+    url: str = setting(doc="Where to POST.", check=http_url)
     headers: dict[str, str] = setting(doc="Extra headers; use `${VAR}` for secrets.", factory=dict)
     timeout: Duration = setting(Duration(5.0), doc="Per-attempt timeout.")
     retries: int = setting(3, doc="Attempts after the first, with exponential backoff and jitter.", check=at_least(0))

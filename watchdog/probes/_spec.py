@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,6 +23,7 @@ from watchdog.config import (
     ScalarNode,
     SequenceNode,
     between,
+    http_url,
     load_file,
     scalar_value,
     setting,
@@ -40,16 +40,8 @@ MODERN_VERSIONS: tuple[str, ...] = ("2026-07-28",)
 Protocol = Literal["auto", "legacy", "modern", "2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"]
 
 
-def check_url(value: str) -> str | None:
-    """None when ``value`` is an http(s) URL with a host (and a valid port), else what is wrong."""
-    u = urllib.parse.urlsplit(value)
-    if u.scheme not in ("http", "https") or not u.hostname:
-        return f"expected an http:// or https:// URL with a host, got {value!r}"
-    try:
-        u.port  # noqa: B018 - parsing the port is the check
-    except ValueError:
-        return f"invalid port in URL {value!r}"
-    return None
+check_url = http_url
+"""None when ``value`` is an http(s) URL with a host (and a valid port), else what is wrong."""
 
 
 def _header_name(value: str) -> str | None:
