@@ -56,11 +56,12 @@ class StackLooker:
             self._interpreters[worker] = ev.interpreter
         verdict = state_verdict(ev)
         main = main_view(thread_views(ev), worker.pid)
-        return StackLook(signals_of(verdict, main), verdict_dict(verdict))
+        return StackLook(signals_of(verdict, main, self.patterns), verdict_dict(verdict))
 
 
-def signals_of(verdict: Verdict, main: Any) -> dict[str, float | None]:
-    """The stack signals of one look: shares of the loop thread's samples, and the verdict's confidences."""
+def signals_of(verdict: Verdict, main: Any, patterns: Mapping[str, re.Pattern[str]]) -> dict[str, float | None]:
+    """The stack signals of one look: shares of the loop thread's samples (``stack_share:NAME`` for each named
+    pattern: samples with a frame whose name matches), and the verdict's confidences."""
     conf = CONFIDENCE.get(verdict.confidence, 0.0)
     out: dict[str, float | None] = {
         "stack_spin_confidence": conf if verdict.kind == "spin" else 0.0,
@@ -84,6 +85,9 @@ def signals_of(verdict: Verdict, main: Any) -> dict[str, float | None]:
             "stack_blocked_ratio": blocked_share,
         }
     )
+    for name, rx in patterns.items():
+        matching = sum(s.count for s in main.stacks if any(rx.search(f.name) for f in s.frames))
+        out[f"stack_share:{name}"] = matching / n
     return out
 
 
