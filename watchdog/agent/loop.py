@@ -411,7 +411,7 @@ class Agent:
             if ref.source == "metrics":
                 if not scrape_fresh or ts.scrape is None:
                     return None
-                if ref.metric is None:  # a derived metrics signal
+                if ref.name == "guard_limiter_saturation":  # derived from two guard gauges per limiter
                     return ts.scrape.guard_saturation(ws.id.pid)
                 return ts.scrape.value(ref, ws.id.pid)
             return ws.store.current(ref.name, now)

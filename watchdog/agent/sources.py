@@ -21,6 +21,7 @@ from watchdog.signals import metrics as prom
 from watchdog.signals.catalog import SignalRef
 from watchdog.signals.cgroup import read_cgroup_memory
 from watchdog.signals.metrics import MetricSample
+from watchdog.signals.process import thread_state
 from watchdog.signals.series import Point, SignalStore, slope
 
 
@@ -45,14 +46,10 @@ def loop_outside_selector(pid: int) -> bool | None:
     An idle event loop sleeps in epoll_wait (wchan ``do_epoll_wait``); a running one is ``R``; a loop stuck in a
     blocking call sleeps elsewhere (``hrtimer_nanosleep`` for time.sleep, ``sk_wait_data`` for a socket read).
     """
-    try:
-        with open(f"/proc/{pid}/task/{pid}/stat") as f:
-            state = f.read().rpartition(")")[2].split()[0]
-        with open(f"/proc/{pid}/task/{pid}/wchan") as f:
-            wchan = f.read().strip()
-    except (OSError, IndexError):
+    state, wchan = thread_state(pid, pid)
+    if state == "?":
         return None
-    if state not in ("S", "D") or wchan in ("", "0"):
+    if state not in ("S", "D") or not wchan:
         return False
     return not any(w in wchan for w in _SELECTOR_WAITS)
 

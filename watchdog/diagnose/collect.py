@@ -23,7 +23,7 @@ from watchdog.errors import InspectError, MetricsUnavailable, ProcessGone
 from watchdog.signals import metrics as prom
 from watchdog.signals.cgroup import read_cgroup_memory
 from watchdog.signals.interpreter import Interpreter, read_interpreter
-from watchdog.signals.process import ProcessInfo, _thread_state, describe, snapshot, thread_names, workers_of
+from watchdog.signals.process import ProcessInfo, describe, snapshot, thread_names, thread_state, workers_of
 from watchdog.signals.stacks import StackSamples, check_supported, find_py_spy, sample_stacks
 
 DEFAULT_DURATION = 2.5
@@ -50,7 +50,7 @@ def _poll(pid: int, create_time: float, t0: float) -> Poll:
             tids = [t.id for t in proc.threads()]
     except psutil.NoSuchProcess:
         raise ProcessGone(pid, "while it was being sampled") from None
-    states = {tid: " ".join(x for x in _thread_state(pid, tid) if x) for tid in tids}
+    states = {tid: " ".join(x for x in thread_state(pid, tid) if x) for tid in tids}
     return Poll(time.monotonic() - t0, rss, fds, states)
 
 

@@ -178,7 +178,7 @@ def describe(pid: int) -> ProcessInfo:
     return ProcessInfo(pid, ppid, create_time, cmdline, exe, username, role, master, server)
 
 
-def _thread_state(pid: int, tid: int) -> tuple[str, str]:
+def thread_state(pid: int, tid: int) -> tuple[str, str]:
     """The kernel's view of one thread: its state letter (R running, S sleeping, D disk) and wait channel."""
     base = f"/proc/{pid}/task/{tid}"
     try:
@@ -237,7 +237,7 @@ def snapshot(pid: int, create_time: float | None = None, *, connections: bool = 
                 sockets[c.status] += 1
                 if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port in listening:
                     clients += 1
-        states = {tid: _thread_state(pid, tid) for tid in threads}
+        states = {tid: thread_state(pid, tid) for tid in threads}
         waits = {tid: w for tid in threads if (w := _runqueue_wait_s(pid, tid)) is not None}
     except psutil.NoSuchProcess:
         raise _gone(pid, "while it was being sampled") from None
