@@ -121,7 +121,8 @@ SIGNALS: dict[str, SignalInfo] = {
             "probe_consecutive_failures",
             "count",
             "probes",
-            "Probe failures in a row attributed to this worker (by the pid it answered with, or the connection).",
+            "Probe failures in a row pinned on this worker: its answers name it (the probe's worker_pid rule), "
+            "or it is the target's only worker.",
         ),
         _s("probe_latency_seconds", "seconds", "probes", "Duration of the latest successful probe answered here."),
         _s("target_workers", "count", "target", "Live workers of the target."),
