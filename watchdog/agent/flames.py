@@ -1,0 +1,166 @@
+"""Flame graphs kept as evidence: a bounded directory of HTML files, one per stack look that fired a rule or action.
+
+``FlameStore.save(key, samples, meta=...)`` renders the samples (``watchdog.flamegraph``), writes the file
+atomically, records ``meta`` (the event it belongs to: target, worker, rule, why) beside it, and then removes
+the oldest files until at most ``keep`` remain and together they take at most ``max_bytes``. The files outlive
+the watchdog (they are evidence for the morning after); a new store over the same directory picks them up and
+keeps enforcing the bounds. File names are made here and checked on the way back in (``path``), so a name from
+a URL can never leave the directory.
+
+Writing is blocking file I/O: an async caller uses ``asave`` (a worker thread).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+from watchdog.flamegraph import Section, render_html
+from watchdog.signals.stacks import StackSamples
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.html")
+URL_PREFIX = "/v1/flamegraphs/"
+_SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class FlameRecord:
+    """One stored flame graph: its file ``name`` (and ``url`` on the watchdog's server), ``size`` in bytes, when it
+    was written (``created``, Unix time) and what it is evidence of (``meta``)."""
+
+    name: str
+    size: int
+    created: float
+    meta: dict[str, Any]
+
+    @property
+    def url(self) -> str:
+        return URL_PREFIX + self.name
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "url": self.url, "size": self.size, "created": self.created, **self.meta}
+
+
+class FlameStore:
+    """The last ``keep`` flame graphs under ``directory``, at most ``max_bytes`` in all (oldest removed first)."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        keep: int = 50,
+        max_bytes: int = 20 << 20,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.keep = max(0, keep)
+        self.max_bytes = max(0, max_bytes)
+        self._wall = wall
+        self._seq = itertools.count(1)
+        self._prune()
+
+    def save(
+        self,
+        key: str,
+        samples: StackSamples | Sequence[Section],
+        *,
+        title: str = "",
+        meta: dict[str, Any] | None = None,
+    ) -> FlameRecord | None:
+        """Render and keep one flame graph; ``key`` (an event id, ``rule-worker``) goes into its name.
+
+        ``samples`` is one process's samples, or several ``Section``\\ s for one file. Returns the record, or None
+        when the store keeps nothing (``keep`` or ``max_bytes`` zero) or the file alone exceeds ``max_bytes``.
+        """
+        if self.keep == 0 or self.max_bytes == 0:
+            return None
+        now = self._wall()
+        meta = dict(meta or {})
+        sections = [Section(f"process {samples.pid}", samples)] if isinstance(samples, StackSamples) else samples
+        title = title or f"flame graph: {key}"
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now))
+        text = render_html(sections, title=title, subtitle=f"taken {when} by mcp-watchdog")
+        data = text.encode()
+        if len(data) > self.max_bytes:
+            return None
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
+        name = f"{stamp}-{_SLUG.sub('-', key).strip('-')[:80] or 'flame'}-{next(self._seq)}.html"
+        meta.setdefault("title", title)
+        self._write(self.dir / name, data)
+        self._write(self.dir / (name + ".json"), json.dumps(meta, default=str).encode())
+        self._prune()
+        return FlameRecord(name, len(data), now, meta)
+
+    async def asave(
+        self,
+        key: str,
+        samples: StackSamples | Sequence[Section],
+        *,
+        title: str = "",
+        meta: dict[str, Any] | None = None,
+    ) -> FlameRecord | None:
+        """``save`` in a worker thread, for the event loop."""
+        return await anyio.to_thread.run_sync(lambda: self.save(key, samples, title=title, meta=meta))
+
+    def path(self, name: str) -> Path | None:
+        """The file of a stored flame graph, or None for an unknown or malformed name."""
+        if not NAME.fullmatch(name):
+            return None
+        p = self.dir / name
+        return p if p.is_file() else None
+
+    def records(self) -> list[FlameRecord]:
+        """Every stored flame graph, newest first."""
+        out = []
+        for p in self.dir.glob("*.html"):
+            if not NAME.fullmatch(p.name):
+                continue
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            try:
+                meta = json.loads((self.dir / (p.name + ".json")).read_text())
+            except (OSError, ValueError):
+                meta = {}
+            out.append(FlameRecord(p.name, st.st_size, st.st_mtime, meta if isinstance(meta, dict) else {}))
+        out.sort(key=lambda r: (r.created, r.name), reverse=True)
+        return out
+
+    def _write(self, path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _prune(self) -> None:
+        total = 0
+        for i, r in enumerate(self.records()):
+            total += r.size
+            if i >= self.keep or total > self.max_bytes:
+                (self.dir / r.name).unlink(missing_ok=True)
+                (self.dir / (r.name + ".json")).unlink(missing_ok=True)
+
+
+def default_directory() -> Path:
+    """Where the sidecar keeps flame graphs when the config names no directory: systemd's ``$STATE_DIRECTORY``
+    (``StateDirectory=`` in the unit), else a directory of this user's under the system temp directory."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return Path(state) / "flamegraphs"
+    return Path(tempfile.gettempdir()) / f"mcp-watchdog-{os.getuid()}" / "flamegraphs"
