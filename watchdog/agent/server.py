@@ -1,4 +1,5 @@
-"""The sidecar's own HTTP server (aiohttp): ``/metrics``, ``/healthz``, ``/v1/status``.
+"""The sidecar's own HTTP server (aiohttp): ``/metrics``, ``/healthz``, ``/v1/status``, the status page at ``/``
+and the flame graphs kept as evidence at ``/v1/flamegraphs/NAME`` (their list at ``/v1/flamegraphs``).
 
 Bound to 127.0.0.1 unless configured otherwise. Nothing here can act on a target; when an endpoint that can
 act is added it must require the configured bearer token.
@@ -8,12 +9,24 @@ from __future__ import annotations
 
 import json
 
+import anyio.to_thread
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from watchdog.agent.flames import FlameStore
+from watchdog.agent.history import worker_history
 from watchdog.agent.loop import Agent
+from watchdog.agent.page import render_page
 
 AGENT = web.AppKey("agent", Agent)
+FLAMES = web.AppKey("flames", FlameStore)
+# The page and the flame graphs are our own markup with inline style and script; nothing else may load or run.
+_HTML_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+    "img-src data:; frame-ancestors 'none'",
+}
 STALL_AFTER = 2.0
 """/healthz fails when the agent's heartbeat is older than this, or its loop lagged this long in the last 10 s."""
 
@@ -40,18 +53,49 @@ async def _status(request: web.Request) -> web.Response:
     return web.Response(text=json.dumps(request.app[AGENT].status(), indent=1), content_type="application/json")
 
 
-def make_app(agent: Agent) -> web.Application:
+async def _flame_records(request: web.Request) -> list[dict[str, object]]:
+    store = request.app.get(FLAMES)
+    if store is None:
+        return []
+    records = await anyio.to_thread.run_sync(store.records)  # a directory listing: off the event loop
+    return [r.to_json() for r in records]
+
+
+async def _page(request: web.Request) -> web.Response:
+    agent = request.app[AGENT]
+    text = render_page(agent.status(), history=worker_history(agent), flames=await _flame_records(request))
+    return web.Response(text=text, content_type="text/html", headers=_HTML_HEADERS)
+
+
+async def _flamegraphs(request: web.Request) -> web.Response:
+    return web.json_response({"flamegraphs": await _flame_records(request)})
+
+
+async def _flamegraph(request: web.Request) -> web.StreamResponse:
+    store = request.app.get(FLAMES)
+    path = store.path(request.match_info["name"]) if store is not None else None
+    if path is None:
+        raise web.HTTPNotFound(text="no such flame graph (kept ones are listed at /v1/flamegraphs)")
+    return web.FileResponse(path, headers={**_HTML_HEADERS, "Content-Type": "text/html; charset=utf-8"})
+
+
+def make_app(agent: Agent, *, flames: FlameStore | None = None) -> web.Application:
     app = web.Application()
     app[AGENT] = agent
+    if flames is not None:
+        app[FLAMES] = flames
+    app.router.add_get("/", _page)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/v1/status", _status)
+    app.router.add_get("/v1/flamegraphs", _flamegraphs)
+    app.router.add_get("/v1/flamegraphs/{name}", _flamegraph)
     return app
 
 
-async def start(agent: Agent, listen: str) -> web.AppRunner:
+async def start(agent: Agent, listen: str, *, flames: FlameStore | None = None) -> web.AppRunner:
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(agent), access_log=None)
+    runner = web.AppRunner(make_app(agent, flames=flames), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host.strip("[]"), int(port)).start()
     return runner

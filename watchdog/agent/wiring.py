@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,14 +11,18 @@ import aiohttp
 import anyio
 
 from watchdog.agent.events import setup_logging
+from watchdog.agent.flames import FlameStore, default_directory
 from watchdog.agent.loop import Agent, Diagnoser, Prober, ProbeRun
 from watchdog.agent.stacks import StackLooker
 from watchdog.config import Config, Target, load_config
-from watchdog.diagnose import diagnose
+from watchdog.diagnose import DiagnoseReport, diagnose
 from watchdog.discovery import WorkerId, still_same
 from watchdog.errors import ConfigError, ConfigErrors
+from watchdog.flamegraph import report_sections
 from watchdog.probes import ProbeSpec, load_probe, run_probe
 from watchdog.rules import LoadedRules, load_rules
+
+log = logging.getLogger("watchdog.agent")
 
 
 @dataclass
@@ -82,20 +87,50 @@ def make_prober(probes: dict[str, list[ProbeSpec]]) -> Prober:
     return prober
 
 
-def make_diagnoser(duration: float = 2.0) -> Diagnoser:
-    """The ``diagnose`` action: ``watchdog diagnose`` of one worker, its report attached to the event."""
+def make_diagnoser(duration: float = 2.0, flames: FlameStore | None = None) -> Diagnoser:
+    """The ``diagnose`` action: ``watchdog diagnose`` of one worker, its report attached to the event, and its
+    flame graph kept in ``flames`` (the report's ``flamegraph`` is then its URL on the watchdog's server)."""
 
     async def diagnoser(worker: WorkerId) -> dict[str, Any]:
         if not await anyio.to_thread.run_sync(still_same, worker):
             return {"error": f"worker {worker.pid} is gone; nothing to diagnose"}
         report = await diagnose(worker.pid, duration=duration)
         (process,) = report.to_dict()["processes"][:1]
-        return dict(process)
+        out = dict(process)
+        if flames is not None:
+            out.update(await keep_flamegraph(flames, report, worker))
+        return out
 
     return diagnoser
 
 
-def build_agent(loaded: Loaded) -> Agent:
+async def keep_flamegraph(flames: FlameStore, report: DiagnoseReport, worker: WorkerId) -> dict[str, Any]:
+    """Keep the flame graph of a diagnose action; ``{"flamegraph": url}``, or the reason it could not be kept."""
+    state = report.processes[0].state if report.processes else None
+    meta = {"worker": worker.pid, "create_time": worker.create_time, "why": "diagnose action"}
+    if state is not None:
+        meta["verdict"] = f"{state.kind}: {state.summary}"
+    try:
+        rec = await flames.asave(
+            f"diagnose-{worker.pid}", report_sections(report), title=f"worker {worker.pid}: diagnose", meta=meta
+        )
+    except OSError as exc:  # a full disk must not cost the action its evidence: the report itself is kept
+        log.warning("cannot keep the flame graph of worker %d: %s", worker.pid, exc)
+        return {"flamegraph_error": str(exc)}
+    return {"flamegraph": rec.url} if rec is not None else {}
+
+
+def make_flame_store(cfg: Config) -> FlameStore | None:
+    """The flame graph store the config asks for, or None (logged) when its directory cannot be used."""
+    fg = cfg.flamegraphs
+    try:
+        return FlameStore(fg.dir or default_directory(), keep=fg.keep, max_bytes=fg.max_bytes)
+    except OSError as exc:
+        log.warning("flame graphs will not be kept: %s", exc)
+        return None
+
+
+def build_agent(loaded: Loaded, *, flames: FlameStore | None = None) -> Agent:
     cfg = loaded.cfg
     setup_logging(cfg.log.format, cfg.log.level)
     has_probes = any(loaded.probes.values())
@@ -104,5 +139,5 @@ def build_agent(loaded: Loaded) -> Agent:
         loaded.rules,
         prober=make_prober(loaded.probes) if has_probes else None,
         stack_sampler=StackLooker(cfg.stacks.patterns) if cfg.stacks.enabled else None,
-        diagnoser=make_diagnoser(),
+        diagnoser=make_diagnoser(flames=flames),
     )

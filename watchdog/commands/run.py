@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     import anyio
 
-    from watchdog.agent.wiring import build_agent, load_everything
+    from watchdog.agent.wiring import build_agent, load_everything, make_flame_store
     from watchdog.cli import EXIT_OK, EXIT_USAGE
     from watchdog.errors import ConfigError, ConfigErrors
 
@@ -40,14 +40,14 @@ def run(args: argparse.Namespace) -> int:
     if args.listen:
         cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, listen=args.listen))
     loaded.cfg = cfg
-    agent = build_agent(loaded)
+    agent = build_agent(loaded, flames=(flames := make_flame_store(cfg)))
     rules = loaded.rules
     log = logging.getLogger("watchdog")
 
     async def main() -> None:
         from watchdog.agent import server
 
-        runner = await server.start(agent, cfg.server.listen)
+        runner = await server.start(agent, cfg.server.listen, flames=flames)
         log.info(
             "watchdog listening on http://%s (%d target(s), %d rule(s)%s)",
             cfg.server.listen,

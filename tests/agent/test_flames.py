@@ -1,0 +1,56 @@
+"""The flame graph store: bounded by count and by bytes, oldest removed first, names that cannot escape it."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from tests.diagnose.recorded import recorded
+from watchdog.agent.flames import FlameStore
+
+
+def clock() -> itertools.count[float]:
+    return itertools.count(1_800_000_000.0, 1.0)
+
+
+def test_keeps_the_last_n_and_their_meta_and_a_new_store_enforces_the_same_bounds(tmp_path: Path) -> None:
+    ticks = clock()
+    store = FlameStore(tmp_path, keep=3, wall=lambda: next(ticks))
+    samples = recorded("spin-py311")
+    made = [store.save(f"event-{i}", samples, meta={"worker": 100 + i, "why": "test"}) for i in range(5)]
+    assert all(r is not None for r in made)
+    names = [r.name for r in store.records()]
+    assert len(names) == 3
+    assert names[0] == made[-1].name  # type: ignore[union-attr]  # newest first
+    assert made[0].name not in names  # type: ignore[union-attr]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*names, *(n + ".json" for n in names)])
+    assert store.records()[0].meta["worker"] == 104
+    assert store.records()[0].url == f"/v1/flamegraphs/{names[0]}"
+    FlameStore(tmp_path, keep=1)
+    assert [p.name for p in tmp_path.glob("*.html")] == [names[0]]
+
+
+def test_bytes_are_capped_and_a_file_over_the_cap_is_not_kept(tmp_path: Path) -> None:
+    samples = recorded("spin-py311")
+    one = FlameStore(tmp_path / "probe").save("x", samples)
+    assert one is not None
+    store = FlameStore(tmp_path / "cap", keep=100, max_bytes=int(one.size * 2.5))
+    for i in range(6):
+        store.save(f"e{i}", samples)
+    kept = store.records()
+    assert len(kept) == 2
+    assert sum(r.size for r in kept) <= store.max_bytes
+    assert FlameStore(tmp_path / "tiny", max_bytes=100).save("x", samples) is None
+    assert FlameStore(tmp_path / "none", keep=0).save("x", samples) is None
+
+
+def test_names_from_outside_cannot_leave_the_directory(tmp_path: Path) -> None:
+    store = FlameStore(tmp_path / "store")
+    (tmp_path / "secret.html").write_text("secret")
+    rec = store.save("../../etc/passwd <x>", recorded("idle-py311"))
+    assert rec is not None
+    assert "/" not in rec.name
+    assert "<" not in rec.name
+    assert store.path(rec.name) == tmp_path / "store" / rec.name
+    for bad in ("../secret.html", "..%2Fsecret.html", "/etc/passwd", "x.json", rec.name + ".json", ".tmp-x.html"):
+        assert store.path(bad) is None, bad
