@@ -22,13 +22,14 @@ pure function of the samples: ``render_html(sections)``.
 from __future__ import annotations
 
 import html
+import re
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from watchdog.diagnose import knowledge
-from watchdog.signals.stacks import Frame, StackSamples
+from watchdog.signals.stacks import Frame, StackSamples, ThreadStacks
 
 if TYPE_CHECKING:
     from watchdog.diagnose.report import DiagnoseReport
@@ -83,9 +84,29 @@ class _Node:
         return 1 + max((c.depth() for c in self.children.values()), default=0)
 
 
+# A helper thread parked in one of these (a thread pool's queue, an exporter's condition) did nothing in the
+# window; py-spy leaves such threads out of its own flame graphs unless asked (``--idle``), and so do we.
+_PARKED_LEAF = re.compile(r"(?:^|\.)(?:wait|get|select|poll|sleep|acquire|_wait_for_tstate_lock)$")
+_PARKED_PATH = re.compile(r"(?:^|/)(?:threading|queue|selectors)\.py$|concurrent/futures/")
+
+
+def _parked(t: ThreadStacks) -> bool:
+    return all(
+        s.frames and _PARKED_LEAF.search(s.frames[0].name) and _PARKED_PATH.search(s.frames[0].path) for s in t.stacks
+    )
+
+
+def shown_threads(samples: StackSamples) -> tuple[list[ThreadStacks], list[ThreadStacks]]:
+    """The threads a graph shows (the main thread always, others unless parked all window), and those left out."""
+    shown = [t for t in samples.threads if t.tid == samples.pid or not _parked(t)]
+    if not shown:
+        return list(samples.threads), []
+    return shown, [t for t in samples.threads if t not in shown]
+
+
 def _tree(samples: StackSamples) -> _Node:
     root = _Node("all", "thread", "every sampled thread")
-    for t in samples.threads:
+    for t in shown_threads(samples)[0]:
         label = f"thread {t.tid}" + (f" {t.name}" if t.name else "")
         thread = root.child(label, "thread", f"native thread id {t.tid}")
         for s in t.stacks:
@@ -188,10 +209,17 @@ def render_html(sections: Sequence[Section] | Iterable[Section], *, title: str, 
             for k, c in sorted(leaves.items(), key=lambda kv: -kv[1])
         )
         sampled = sec.samples
+        hidden = shown_threads(sampled)[1]
         how = (
             f"{sampled.samples} samples over {sampled.duration_s:g} s at {sampled.rate_hz} Hz"
             f"{', nonblocking' if sampled.nonblocking else ''}"
             f"{f', {sampled.errors} errors' if sampled.errors else ''}"
+            + (
+                f" · {len(hidden)} idle thread{'s' if len(hidden) > 1 else ''} left out: "
+                + ", ".join(t.name or str(t.tid) for t in hidden)
+                if hidden
+                else ""
+            )
         )
         body.append(
             f'<section><h2>{html.escape(sec.heading)}</h2><p class="facts">{html.escape(sec.facts)}'

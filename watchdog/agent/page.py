@@ -79,9 +79,14 @@ def _worker_row(w: Mapping[str, Any], hist: Mapping[str, Points], flames: Sequen
     sig = w.get("signals") or {}
     cells = "".join(f'<td class="num">{e(fmt(n, sig[n])) if n in sig else "—"}</td>' for n in MAIN_SIGNALS[:4])
     verdict = w.get("stack_verdict") or {}
-    look = f"{verdict.get('kind', '')}: {verdict.get('summary', '')}" if verdict else ""
+    kind, summary = str(verdict.get("kind", "")), str(verdict.get("summary", ""))
+    look = summary if summary.lower().startswith(kind.lower()) else f"{kind}: {summary}"
     errors = " ".join(str(x) for x in (w.get("process_error"), w.get("stack_error")) if x)
-    charts = "".join(sparkline(n, hist[n]) for n in ("cpu_percent", "rss_bytes", "open_fds") if n in hist)
+    charts = "".join(
+        f'<div class="chart"><span>{label}</span>{sparkline(n, hist[n])}</div>'
+        for n, label in (("cpu_percent", "CPU"), ("rss_bytes", "RSS"), ("open_fds", "fds"))
+        if len(hist.get(n, ())) >= 2
+    )
     others = ", ".join(f"{k} {fmt(k, v)}" for k, v in sorted(sig.items()) if k not in MAIN_SIGNALS[:4])
     firing = any(s.get("state") == "firing" for s in w.get("rules") or [])
     return (
@@ -149,11 +154,13 @@ def _target(t: Mapping[str, Any], hist: Mapping[int, Mapping[str, Points]], flam
     )
 
 
-def _evidence(ev: Mapping[str, Any]) -> str:
+def _evidence(ev: Mapping[str, Any], message: str) -> str:
     parts = []
     signals = ev.get("signals")
     if isinstance(signals, Mapping):
-        parts.append(", ".join(f"{k} {fmt(k, v)}" for k, v in signals.items()))
+        text = ", ".join(f"{k} {fmt(k, v)}" for k, v in signals.items())
+        if text not in message:  # a rule's event names its values already
+            parts.append(text)
     verdict = ev.get("stack_verdict")
     if isinstance(verdict, Mapping):
         parts.append(f"stacks: {verdict.get('summary', '')}")
@@ -203,10 +210,11 @@ def render_page(
     for ev in reversed(list(status.get("events") or [])):
         sev = str(ev.get("severity", "info"))
         links = _flame_links(_event_flames(ev, by_worker))
+        evidence = _evidence(ev.get("evidence") or {}, str(ev.get("message")))
         events.append(
             f'<tr class="event sev-{e(sev)}" data-kind="{e(ev.get("kind"))}" data-worker="{e(ev.get("worker"))}">'
             f"<td>{e(when(ev.get('time')))}</td><td>{e(ev.get('kind'))}</td><td>{e(ev.get('message'))}"
-            f'<div class="evidence">{_evidence(ev.get("evidence") or {})} {links}</div></td></tr>'
+            f'<div class="evidence">{evidence} {links}</div></td></tr>'
         )
     flame_rows = "".join(
         f'<li><a class="flame" href="{e(str(f.get("url")).lstrip("/"))}">{e(f.get("name"))}</a> '
@@ -250,7 +258,8 @@ tr.more td{{border-bottom:1px solid #ccc;font-size:12px}}
 .st-firing{{background:#d93025;color:#fff}}
 .st-pending{{background:#f9ab00}}
 .st-resolved{{background:#cde8d4}}
-.spark{{display:block;margin:1px 0}}
+.chart{{display:flex;align-items:center;gap:4px;font-size:11px;color:#666}}
+.chart span{{width:2.2em}} .spark{{display:block;margin:1px 0}}
 .spark polyline{{fill:none;stroke:#1a73e8;stroke-width:1.5}}
 .sev-critical td:first-child{{border-left:4px solid #d93025}}
 .sev-warning td:first-child{{border-left:4px solid #f9ab00}}
