@@ -42,10 +42,12 @@ def _run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def dump_dom(url: str, *, budget_ms: int = 5000) -> str:
-    """The page's DOM, serialised after its scripts ran (``budget_ms`` of virtual time for them)."""
+def dump_dom(url: str, *, budget_ms: int = 2000) -> str:
+    """The page's DOM, serialised after its scripts ran (``budget_ms`` of virtual time for them; keep it below a
+    self-refreshing page's period, or the dump catches the page mid-reload, empty)."""
     out = _run(f"--virtual-time-budget={budget_ms}", "--dump-dom", url)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert "<body" in out.stdout, f"Chromium returned no page for {url}: {out.stderr[-2000:]}"
     return out.stdout
 
 

@@ -3,9 +3,13 @@ watching the demo while one worker spins and is recycled. Screenshots are kept u
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
 from examples.demo import inject
@@ -35,7 +39,13 @@ async def test_the_page_shows_the_spin_firing_then_the_recycle_with_its_flame_gr
     cfg = demo_config(
         demo,
         None,
-        target={"probes": [str(REPO / "probes" / "demo-echo.yaml")], "probe_url": demo.mcp_url},
+        target={
+            "probes": [str(REPO / "probes" / "demo-echo.yaml")],
+            "probe_url": demo.mcp_url,
+            # a drain step the spinning worker ignores (SIGWINCH is ignored by default) keeps it on the page,
+            # firing, for up to 30 s after the recycle starts: long enough for Chromium on a loaded machine
+            "recycle": {"drain_signal": "SIGWINCH", "drain_wait": "30s", "replacement_timeout": "30s"},
+        },
         rules=[str(tmp_path / "rules.yaml")],
         stacks={"hot_cpu_percent": 5},
         flamegraphs={"dir": str(tmp_path / "flames"), "keep": 10},
@@ -47,7 +57,8 @@ async def test_the_page_shows_the_spin_firing_then_the_recycle_with_its_flame_gr
             # during the spin: the rule fires on that worker (awaited through /v1/status, bounded)
             await wd.wait_status(lambda s: _firing(s, pid), within=60)
             dom = dump_dom(wd.url + "/")
-            spinning = next(r for r in rows(dom, "worker") if f'data-pid="{pid}"' in r)
+            spinning = next((r for r in rows(dom, "worker") if f'data-pid="{pid}"' in r), None)
+            assert spinning is not None, dom[-4000:]
             assert 'class="worker firing"' in spinning
             assert 'data-rule="cancel-delivery-spin"' in spinning
             assert "st-firing" in spinning
@@ -55,6 +66,13 @@ async def test_the_page_shows_the_spin_firing_then_the_recycle_with_its_flame_gr
             assert any(f'data-worker="{pid}"' in r and 'data-kind="rule_firing"' in r for r in rows(dom, "event"))
             assert 'class="spark"' in dom  # the last minutes of CPU, RSS and fds
             during = screenshot(wd.url + "/", "status-page-spin.png", size=(1280, 1100))
+            # the same picture in a terminal, and the document itself with --json
+            term = await _status_cli("--url", wd.url)
+            assert term.returncode == 1, term.stderr
+            assert "cancel-delivery-spin: firing" in term.stdout
+            assert str(pid) in term.stdout
+            js = await _status_cli("--url", wd.url, "--json")
+            assert pid in {w["pid"] for w in json.loads(js.stdout)["targets"][0]["workers"]}
 
             # after the recycle: the event carries the diagnose action's flame graph, which opens in Chromium
             note = await hooks.wait_for(lambda n: n["worker"] == pid and "recycle" in n["evidence"], within=90)
@@ -71,6 +89,13 @@ async def test_the_page_shows_the_spin_firing_then_the_recycle_with_its_flame_gr
             assert "k-spin hit" in flame
             shot = screenshot(f"{wd.url}{url}", "flamegraph-spin-worker.png", size=(1280, 900))
             print(f"\npage during the spin: {during}; flame graph of worker {pid}: {url} ({shot})")
+
+
+async def _status_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "watchdog", "status", *args]
+    return await anyio.to_thread.run_sync(
+        lambda: subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd=REPO, check=False)
+    )
 
 
 def _firing(status: dict[str, object], pid: int) -> bool:
