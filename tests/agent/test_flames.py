@@ -5,8 +5,17 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import psutil
+import pytest
+
+from tests.conftest import py_spy_path, python_with_anyio
+from tests.diagnose.helpers import target
 from tests.diagnose.recorded import recorded
-from watchdog.agent.flames import FlameStore
+from watchdog.agent.events import Event, EventLog
+from watchdog.agent.flames import FlameStore, attach_flamegraph
+from watchdog.agent.page import render_page
+from watchdog.agent.stacks import StackLooker
+from watchdog.discovery import WorkerId
 
 
 def clock() -> itertools.count[float]:
@@ -54,3 +63,25 @@ def test_names_from_outside_cannot_leave_the_directory(tmp_path: Path) -> None:
     assert store.path(rec.name) == tmp_path / "store" / rec.name
     for bad in ("../secret.html", "..%2Fsecret.html", "/etc/passwd", "x.json", rec.name + ".json", ".tmp-x.html"):
         assert store.path(bad) is None, bad
+
+
+@pytest.mark.anyio
+@pytest.mark.slow
+async def test_the_hook_keeps_a_real_spin_look_as_the_evidence_of_its_event(tmp_path: Path) -> None:
+    """What the agent does when a stack look fires a rule: the look's samples become the event's flame graph."""
+    py_spy_path()
+    store = FlameStore(tmp_path)
+    with target(python_with_anyio("3.11"), "spin") as pid:
+        look = await StackLooker({}).look(WorkerId.of(psutil.Process(pid)), 1.5, 50)
+    assert look.samples is not None
+    log = EventLog()
+    event = log.add(Event("rule_firing", "spin on demo", target="demo", worker=pid, rule="cancel-delivery-spin"))
+    rec = await attach_flamegraph(store, event, look.samples)
+    assert rec is not None
+    assert log.recent()[0].to_json()["evidence"]["flamegraph"] == rec.url
+    assert rec.meta["rule"] == "cancel-delivery-spin"
+    text = (tmp_path / rec.name).read_text()
+    assert "_deliver_cancellation" in text
+    assert "k-spin" in text
+    page = render_page({"targets": [], "events": [e.to_json() for e in log.recent()]}, flames=[rec.to_json()])
+    assert f'href="{rec.url.lstrip("/")}"' in page

@@ -25,6 +25,7 @@ from typing import Any
 
 import anyio.to_thread
 
+from watchdog.agent.events import Event
 from watchdog.flamegraph import Section, render_html
 from watchdog.signals.stacks import StackSamples
 
@@ -155,6 +156,28 @@ class FlameStore:
             if i >= self.keep or total > self.max_bytes:
                 (self.dir / r.name).unlink(missing_ok=True)
                 (self.dir / (r.name + ".json")).unlink(missing_ok=True)
+
+
+async def attach_flamegraph(store: FlameStore, event: Event, samples: StackSamples) -> FlameRecord | None:
+    """Keep a flame graph of ``samples`` as evidence of ``event`` (a rule that fired on a stack look, an action):
+    saved as ``event-ID``, its URL put in ``event.evidence["flamegraph"]`` for ``/v1/status``, the page and the
+    notifications built from the event afterwards. A failure to write is logged in the evidence, never raised."""
+    who = f"worker {event.worker}" if event.worker is not None else "the target"
+    meta = {"event": event.id, "kind": event.kind, "target": event.target, "worker": event.worker,
+            "rule": event.rule, "why": f"{event.kind} {event.rule or ''}".strip()}  # fmt: skip
+    try:
+        rec = await store.asave(
+            f"event-{event.id}-{event.rule or event.kind}",
+            [Section(f"{who} ({event.target})", samples, event.message)],
+            title=f"{who}: {event.kind} {event.rule or ''}".strip(),
+            meta=meta,
+        )
+    except OSError as exc:
+        event.evidence["flamegraph_error"] = str(exc)
+        return None
+    if rec is not None:
+        event.evidence["flamegraph"] = rec.url
+    return rec
 
 
 def default_directory() -> Path:

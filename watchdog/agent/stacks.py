@@ -23,6 +23,7 @@ from watchdog.diagnose.verdicts import Verdict, hot_frames, main_view, state_ver
 from watchdog.discovery import WorkerId
 from watchdog.signals.catalog import BUILTIN_STACK_PATTERNS
 from watchdog.signals.interpreter import Interpreter
+from watchdog.signals.stacks import StackSamples
 
 CONFIDENCE = {"low": 1.0, "medium": 2.0, "high": 3.0}
 
@@ -31,6 +32,7 @@ CONFIDENCE = {"low": 1.0, "medium": 2.0, "high": 3.0}
 class StackLook:
     signals: dict[str, float | None]
     verdict: dict[str, Any]
+    samples: StackSamples | None = None  # the raw samples, for a flame graph of the look (watchdog.agent.flames)
 
 
 class StackLooker:
@@ -56,7 +58,7 @@ class StackLooker:
             self._interpreters[worker] = ev.interpreter
         verdict = state_verdict(ev)
         main = main_view(thread_views(ev), worker.pid)
-        return StackLook(signals_of(verdict, main, self.patterns), verdict_dict(verdict))
+        return StackLook(signals_of(verdict, main, self.patterns), verdict_dict(verdict), ev.stacks)
 
 
 def signals_of(verdict: Verdict, main: Any, patterns: Mapping[str, re.Pattern[str]]) -> dict[str, float | None]:
