@@ -29,6 +29,7 @@ def test_frames_are_coloured_by_whose_code_they_are() -> None:
     assert classify(Frame("BaseEventLoop._run_once", "/usr/lib/python3.11/asyncio/base_events.py", 1)) == "loop"
     assert classify(Frame("Client.send", f"{lib}/httpx/_client.py", 1)) == "library"
     assert classify(Frame("loads", "/usr/lib/python3.11/json/__init__.py", 1)) == "stdlib"
+    assert classify(Frame("_run_code", "<frozen runpy>", 88)) == "stdlib"
     assert classify(Frame("swallow", "/srv/app/tools.py", 31)) == "app"
 
 

@@ -61,7 +61,7 @@ def classify(frame: Frame) -> str:
         return "loop"
     if "/site-packages/" in frame.path or "/dist-packages/" in frame.path:
         return "library"
-    if knowledge.is_library(frame):
+    if knowledge.is_library(frame) or frame.path.startswith("<frozen "):
         return "stdlib"
     return "app"
 
