@@ -119,3 +119,14 @@ def test_sparkline_needs_two_points_and_spans_the_box() -> None:
     assert min(xs) == 1.0
     assert max(xs) == 119.0
     assert "1 MiB to 4 MiB, now 4 MiB" in svg
+
+
+def test_downsample_keeps_the_ends_and_at_most_the_limit() -> None:
+    from watchdog.agent.history import downsample
+
+    pts = [(float(100 - i), float(i)) for i in range(101)]
+    few = downsample(pts, 10)
+    assert len(few) == 10
+    assert few[0] == pts[0]
+    assert few[-1] == pts[-1]
+    assert downsample(pts[:5], 10) == pts[:5]

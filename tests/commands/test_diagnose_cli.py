@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from examples.demo.harness import DemoServer
 from tests.conftest import REPO, py_spy_path, python_with_anyio
 from tests.diagnose.helpers import target
 from watchdog.diagnose import schema
@@ -172,3 +173,16 @@ def test_flamegraph_into_a_missing_directory_is_a_usage_error_before_sampling() 
     out = watchdog("1", "--flamegraph", "/nonexistent/dir/x.html", timeout=20)
     assert out.returncode == 2
     assert "cannot write /nonexistent/dir/x.html" in out.stderr
+
+
+def test_flamegraph_of_a_gunicorn_master_has_one_graph_per_process(demo: DemoServer, tmp_path: Path) -> None:
+    import re
+
+    py_spy_path()
+    html_file = tmp_path / "demo.html"
+    out = watchdog(str(demo.master_pid), "--duration", "1", "--flamegraph", str(html_file))
+    assert out.returncode in (0, 1), out.stderr
+    headings = re.findall(r"<h2>(\w+) (\d+) \(gunicorn\)</h2>", html_file.read_text())
+    assert headings[0] == ("master", str(demo.master_pid))
+    assert sorted(int(pid) for role, pid in headings[1:] if role == "worker") == sorted(demo.worker_pids())
+    assert html_file.read_text().count('<svg id="g') == 1 + len(demo.worker_pids())

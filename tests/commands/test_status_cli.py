@@ -145,3 +145,38 @@ def test_colour_on_a_terminal_and_control_characters_are_neutralised() -> None:
     assert "\033[1;31mfiring\033[0m" in screen
     assert "\033]0;pwned" not in screen
     assert "evil ?]0;pwned? title" in screen
+
+
+def test_watch_redraws_until_interrupted_and_keeps_trying_when_the_watchdog_goes_away() -> None:
+    import signal
+    import time
+
+    with fake_watchdog(status()) as url:
+        env = {k: v for k, v in os.environ.items() if k not in ("WATCHDOG_TOKEN", "WATCHDOG_URL")}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "watchdog", "status", "--url", url, "--watch", "--interval", "0.2", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            first = json.loads(proc.stdout.readline())
+            second = json.loads(proc.stdout.readline())
+        except BaseException:
+            proc.kill()
+            proc.wait(10)
+            raise
+    try:
+        # the server is gone: --watch says so and goes on trying instead of exiting
+        deadline = time.monotonic() + 20
+        line = ""
+        while "cannot reach the watchdog" not in line and time.monotonic() < deadline:
+            line = proc.stderr.readline()  # type: ignore[union-attr]
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert first == second == status()
+    assert "cannot reach the watchdog" in line
+    assert proc.returncode == 130

@@ -208,15 +208,17 @@ def run(args: argparse.Namespace) -> int:
             if not args.watch:
                 print(f"watchdog status: {exc}", file=sys.stderr)
                 return EXIT_CANNOT_INSPECT
-            text, code = f"watchdog status: {exc} (retrying every {args.interval:g} s)", EXIT_CANNOT_INSPECT
+            # on stderr, so that --json --watch stays one JSON document per line on stdout
+            print(f"watchdog status: {exc} (retrying every {args.interval:g} s)", file=sys.stderr, flush=True)
         else:
             code = EXIT_PROBLEM if problem(doc) else EXIT_OK
-            text = (
-                json.dumps(doc, indent=None if args.watch else 1) if args.json else render(doc, base=base, color=color)
-            )
-        if args.watch and tty and not args.json:
-            sys.stdout.write("\033[H\033[2J")  # redraw in place
-        print(text, flush=True)
-        if not args.watch:
-            return code
+            if args.json:
+                text = json.dumps(doc, indent=None if args.watch else 1)
+            else:
+                text = render(doc, base=base, color=color)
+            if args.watch and tty and not args.json:
+                sys.stdout.write("\033[H\033[2J")  # redraw in place
+            print(text, flush=True)
+            if not args.watch:
+                return code
         time.sleep(args.interval)
