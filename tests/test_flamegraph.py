@@ -61,3 +61,12 @@ def test_hostile_frame_names_are_escaped() -> None:
     assert "<i>w</i>" not in page
     (svg,) = svgs(page)  # still well-formed SVG
     assert any('<script>alert("x")</script>' in (g.findtext(f"{SVG}title") or "") for g in frames(svg))
+
+
+def test_a_stack_deeper_than_the_recursion_limit_renders() -> None:
+    import sys
+
+    deep = tuple(Frame(f"recurse{i}", "/srv/app.py", i) for i in range(sys.getrecursionlimit() + 200))
+    samples = StackSamples(1, 1.0, 100, False, 3, 0, (ThreadStacks(1, "MainThread", 3, (Stack(deep, 3),)),))
+    (svg,) = svgs(render_html([Section("deep", samples)], title="deep"))
+    assert len(frames(svg)) == len(deep) + 2  # every frame, the thread and the root

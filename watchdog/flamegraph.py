@@ -81,7 +81,12 @@ class _Node:
         return node
 
     def depth(self) -> int:
-        return 1 + max((c.depth() for c in self.children.values()), default=0)
+        best, todo = 0, [(self, 1)]
+        while todo:  # iterative: a deeply recursive application must not make the renderer recurse as deep
+            node, d = todo.pop()
+            best = max(best, d)
+            todo.extend((c, d + 1) for c in node.children.values())
+        return best
 
 
 # A helper thread parked in one of these (a thread pool's queue, an exporter's condition) did nothing in the
@@ -144,30 +149,29 @@ def _svg(samples: StackSamples, gid: int) -> tuple[str, dict[str, int]]:
     leaves: dict[str, int] = {}
     parts: list[str] = []
 
-    def emit(node: _Node, x: int, level: int) -> None:
-        w = node.count * scale
-        if w < MIN_WIDTH:
-            return
-        y = height - (level + 1) * ROW
-        share = 100.0 * node.count / total
-        title = f"{node.label}\n{node.detail}\n{node.count} samples, {share:.1f} %" if node.detail else node.label
-        parts.append(
-            f'<g class="f k-{node.kind}" data-x="{x}" data-n="{node.count}" data-d="{level}">'
-            f"<title>{html.escape(title)}</title>"
-            f'<rect x="{x * scale:.2f}" y="{y}" width="{w:.2f}" height="{ROW - 1}" rx="2" '
-            f'fill="{_fill(node.kind, node.label)}"/>'
-            f'<text x="{x * scale + 3:.2f}" y="{y + ROW - 5}" data-l="{html.escape(node.label)}">'
-            f"{html.escape(_fit(node.label, w))}</text></g>"
-        )
-        offset = x
+    todo = [(root, 0, 0)]
+    while todo:
+        node, x, level = todo.pop()
         inner = node.count - sum(c.count for c in node.children.values())
         if inner > 0 and level > 1:
             leaves[node.kind] = leaves.get(node.kind, 0) + inner
+        w = node.count * scale
+        if w >= MIN_WIDTH:
+            y = height - (level + 1) * ROW
+            share = 100.0 * node.count / total
+            title = f"{node.label}\n{node.detail}\n{node.count} samples, {share:.1f} %" if node.detail else node.label
+            parts.append(
+                f'<g class="f k-{node.kind}" data-x="{x}" data-n="{node.count}" data-d="{level}">'
+                f"<title>{html.escape(title)}</title>"
+                f'<rect x="{x * scale:.2f}" y="{y}" width="{w:.2f}" height="{ROW - 1}" rx="2" '
+                f'fill="{_fill(node.kind, node.label)}"/>'
+                f'<text x="{x * scale + 3:.2f}" y="{y + ROW - 5}" data-l="{html.escape(node.label)}">'
+                f"{html.escape(_fit(node.label, w))}</text></g>"
+            )
+        offset = x
         for child in sorted(node.children.values(), key=lambda c: c.label):
-            emit(child, offset, level + 1)
+            todo.append((child, offset, level + 1))
             offset += child.count
-
-    emit(root, 0, 0)
     svg = (
         f'<svg id="g{gid}" class="flame" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
         f'width="100%" data-total="{total}" preserveAspectRatio="xMinYMin meet">{"".join(parts)}</svg>'

@@ -161,7 +161,8 @@ class FlameStore:
 async def attach_flamegraph(store: FlameStore, event: Event, samples: StackSamples) -> FlameRecord | None:
     """Keep a flame graph of ``samples`` as evidence of ``event`` (a rule that fired on a stack look, an action):
     saved as ``event-ID``, its URL put in ``event.evidence["flamegraph"]`` for ``/v1/status``, the page and the
-    notifications built from the event afterwards. A failure to write is logged in the evidence, never raised."""
+    notifications built from the event afterwards. A failure is put in the evidence (``flamegraph_error``), never
+    raised."""
     who = f"worker {event.worker}" if event.worker is not None else "the target"
     meta = {"event": event.id, "kind": event.kind, "target": event.target, "worker": event.worker,
             "rule": event.rule, "why": f"{event.kind} {event.rule or ''}".strip()}  # fmt: skip
@@ -172,8 +173,8 @@ async def attach_flamegraph(store: FlameStore, event: Event, samples: StackSampl
             title=f"{who}: {event.kind} {event.rule or ''}".strip(),
             meta=meta,
         )
-    except OSError as exc:
-        event.evidence["flamegraph_error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - evidence that cannot be kept is said so, never a crash of the agent
+        event.evidence["flamegraph_error"] = str(exc) or type(exc).__name__
         return None
     if rec is not None:
         event.evidence["flamegraph"] = rec.url

@@ -114,9 +114,11 @@ async def keep_flamegraph(flames: FlameStore, report: DiagnoseReport, worker: Wo
         rec = await flames.asave(
             f"diagnose-{worker.pid}", report_sections(report), title=f"worker {worker.pid}: diagnose", meta=meta
         )
-    except OSError as exc:  # a full disk must not cost the action its evidence: the report itself is kept
-        log.warning("cannot keep the flame graph of worker %d: %s", worker.pid, exc)
-        return {"flamegraph_error": str(exc)}
+    except Exception as exc:  # a full disk (or a bug here) must not cost the action its report
+        log.warning(
+            "cannot keep the flame graph of worker %d: %s", worker.pid, exc, exc_info=not isinstance(exc, OSError)
+        )
+        return {"flamegraph_error": str(exc) or type(exc).__name__}
     return {"flamegraph": rec.url} if rec is not None else {}
 
 
