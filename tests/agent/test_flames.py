@@ -85,3 +85,14 @@ async def test_the_hook_keeps_a_real_spin_look_as_the_evidence_of_its_event(tmp_
     assert "k-spin" in text
     page = render_page({"targets": [], "events": [e.to_json() for e in log.recent()]}, flames=[rec.to_json()])
     assert f'href="{rec.url.lstrip("/")}"' in page
+
+
+@pytest.mark.anyio
+async def test_a_store_that_cannot_write_says_so_in_the_evidence(tmp_path: Path) -> None:
+    store = FlameStore(tmp_path / "gone")
+    (tmp_path / "gone").rmdir()
+    (tmp_path / "gone").write_text("a file where the directory was")
+    event = EventLog().add(Event("rule_firing", "spin", worker=1, rule="cancel-delivery-spin"))
+    assert await attach_flamegraph(store, event, recorded("spin-py311")) is None
+    assert "flamegraph" not in event.evidence
+    assert event.evidence["flamegraph_error"]
