@@ -27,8 +27,11 @@ def watchdog_status(*args: str, env: dict[str, str] | None = None) -> subprocess
 
 
 @contextmanager
-def fake_watchdog(doc: dict[str, Any], token: str | None = None, body: bytes | None = None) -> Iterator[str]:
-    """An HTTP server on 127.0.0.1 answering /v1/status with ``doc`` (401 without the bearer ``token``)."""
+def fake_watchdog(
+    doc: dict[str, Any], token: str | None = None, body: bytes | None = None, flames: list[Any] | None = None
+) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 answering /v1/status with ``doc`` (401 without the bearer ``token``), and
+    /v1/flamegraphs with ``flames`` when given (else 404, as an older watchdog would)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -36,11 +39,14 @@ def fake_watchdog(doc: dict[str, Any], token: str | None = None, body: bytes | N
                 self.send_response(401)
                 self.end_headers()
                 return
-            if self.path != "/v1/status":
+            if self.path == "/v1/flamegraphs" and flames is not None:
+                data = json.dumps({"flamegraphs": flames}).encode()
+            elif self.path != "/v1/status":
                 self.send_response(404)
                 self.end_headers()
                 return
-            data = body if body is not None else json.dumps(doc).encode()
+            else:
+                data = body if body is not None else json.dumps(doc).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -62,9 +68,11 @@ def fake_watchdog(doc: dict[str, Any], token: str | None = None, body: bytes | N
 
 
 def test_a_firing_rule_exits_1_and_the_text_shows_workers_rules_probe_and_events() -> None:
-    with fake_watchdog(status()) as url:
+    kept = [{"name": "b.html", "url": "/v1/flamegraphs/b.html", "worker": 11}]
+    with fake_watchdog(status(), flames=kept) as url:
         out = watchdog_status("--url", url)
     assert out.returncode == 1, out.stderr
+    assert f"recycled  flame graph: {url}/v1/flamegraphs/b.html" in out.stdout  # the worker's, from the store
     text = out.stdout
     assert "target demo" in text
     assert "cancel-delivery-spin: firing" in text

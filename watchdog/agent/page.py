@@ -142,7 +142,7 @@ def _target(t: Mapping[str, Any], hist: Mapping[int, Mapping[str, Points]], flam
         for h in ("worker", "CPU", "RSS", "fds", "sockets", "rules", "last stack look", "last minutes: CPU, RSS, fds")
     )
     rows = "".join(
-        _worker_row(w, hist.get(int(w.get("pid") or 0), {}), flames.get(int(w.get("pid") or 0), []))
+        _worker_row(w, hist.get(int(w.get("pid") or 0), {}), flames.get(int(w.get("pid") or 0), [])[:1])
         for w in t.get("workers") or []
     )
     return (

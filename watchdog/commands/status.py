@@ -61,7 +61,7 @@ def status_url(url: str) -> str:
     return base if base.endswith("/v1/status") else base + "/v1/status"
 
 
-def fetch(url: str, token: str | None, timeout: float) -> dict[str, Any]:
+def fetch(url: str, token: str | None, timeout: float, *, want: str = "targets") -> dict[str, Any]:
     """The status document at ``url``; raises ``Unreachable`` with the reason."""
     import urllib.error
     import urllib.request
@@ -90,8 +90,8 @@ def fetch(url: str, token: str | None, timeout: float) -> dict[str, Any]:
         doc = json.loads(body)
     except ValueError:
         raise Unreachable(f"{url} did not answer with JSON: is that the watchdog's address?") from None
-    if not isinstance(doc, dict) or "targets" not in doc:
-        raise Unreachable(f"{url} answered JSON that is not a watchdog status (no 'targets')")
+    if not isinstance(doc, dict) or want not in doc:
+        raise Unreachable(f"{url} answered JSON that is not the watchdog's (no {want!r})")
     return doc
 
 
@@ -119,8 +119,25 @@ def _clean(text: object) -> str:
     return "".join(ch if ch.isprintable() else "?" for ch in str(text))
 
 
-def render(doc: Mapping[str, Any], *, base: str, color: bool, events: int = 12) -> str:
-    """The status document as text for a terminal."""
+def fetch_flames(base: str, token: str | None, timeout: float) -> dict[int, str]:
+    """The newest kept flame graph's URL per worker pid, from ``/v1/flamegraphs``; empty when there is none
+    (an older watchdog, or flame graphs turned off): they are a nicety here, never a reason to fail."""
+    try:
+        doc = fetch(base + "/v1/flamegraphs", token, timeout, want="flamegraphs")
+    except Unreachable:
+        return {}
+    out: dict[int, str] = {}
+    for f in doc.get("flamegraphs") or []:
+        if isinstance(f, dict) and isinstance(f.get("worker"), int) and isinstance(f.get("url"), str):
+            out.setdefault(f["worker"], base + f["url"])
+    return out
+
+
+def render(
+    doc: Mapping[str, Any], *, base: str, color: bool, events: int = 12, flames: Mapping[int, str] | None = None
+) -> str:
+    """The status document as text for a terminal; ``flames`` maps worker pids to their newest flame graph."""
+    flames = flames or {}
     from watchdog.agent.page import MAIN_SIGNALS, fmt, when
 
     s = _Style(color)
@@ -183,7 +200,11 @@ def render(doc: Mapping[str, Any], *, base: str, color: bool, events: int = 12) 
         for ev in reversed(evs):
             evidence = ev.get("evidence") or {}
             flame = evidence.get("flamegraph") or (evidence.get("diagnosis") or {}).get("flamegraph")
-            link = f"  flame graph: {base}{flame}" if isinstance(flame, str) else ""
+            if isinstance(flame, str):
+                flame = base + flame
+            elif ev.get("kind") in ("rule_firing", "recycle_started", "recycle", "budget_denied"):
+                flame = flames.get(ev.get("worker"))
+            link = f"  flame graph: {flame}" if isinstance(flame, str) else ""
             sev = str(ev.get("severity", "info"))
             kind = s(f"{_clean(ev.get('kind')):<16}", sev_code.get(sev, "0"))
             out.append(f"  {s(when(ev.get('time')), '2')} {kind} {_clean(ev.get('message'))}{s(link, '35')}")
@@ -215,7 +236,8 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 text = json.dumps(doc, indent=None if args.watch else 1)
             else:
-                text = render(doc, base=base, color=color)
+                flames = fetch_flames(base, args.token, args.timeout)
+                text = render(doc, base=base, color=color, flames=flames)
             if args.watch and tty and not args.json:
                 sys.stdout.write("\033[H\033[2J")  # redraw in place
             print(text, flush=True)
