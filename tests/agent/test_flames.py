@@ -96,3 +96,16 @@ async def test_a_store_that_cannot_write_says_so_in_the_evidence(tmp_path: Path)
     assert await attach_flamegraph(store, event, recorded("spin-py311")) is None
     assert "flamegraph" not in event.evidence
     assert event.evidence["flamegraph_error"]
+
+
+def test_a_private_store_refuses_a_directory_planted_by_someone_else(tmp_path: Path) -> None:
+    import os
+
+    planted = tmp_path / "mcp-watchdog-0"
+    planted.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("planting a directory owned by another user needs root (chown)")
+    os.chown(planted, 65534, 65534)
+    with pytest.raises(PermissionError, match="not a directory of this user's"):
+        FlameStore(planted / "flamegraphs", private=True)
+    assert FlameStore(tmp_path / "mine" / "flamegraphs", private=True).records() == []

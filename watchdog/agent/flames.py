@@ -62,9 +62,15 @@ class FlameStore:
         keep: int = 50,
         max_bytes: int = 20 << 20,
         wall: Callable[[], float] = time.time,
+        private: bool = False,
     ) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if private:  # a directory in a shared temp dir that someone else made first is not ours to write into
+            for d in (self.dir, self.dir.parent):
+                st = d.lstat()
+                if st.st_uid != os.getuid() or not d.is_dir() or d.is_symlink():
+                    raise PermissionError(f"{d} is not a directory of this user's; set flamegraphs.dir")
         self.keep = max(0, keep)
         self.max_bytes = max(0, max_bytes)
         self._wall = wall

@@ -126,7 +126,7 @@ def make_flame_store(cfg: Config) -> FlameStore | None:
     """The flame graph store the config asks for, or None (logged) when its directory cannot be used."""
     fg = cfg.flamegraphs
     try:
-        return FlameStore(fg.dir or default_directory(), keep=fg.keep, max_bytes=fg.max_bytes)
+        return FlameStore(fg.dir or default_directory(), keep=fg.keep, max_bytes=fg.max_bytes, private=not fg.dir)
     except OSError as exc:
         log.warning("flame graphs will not be kept: %s", exc)
         return None
