@@ -109,3 +109,30 @@ def test_a_private_store_refuses_a_directory_planted_by_someone_else(tmp_path: P
     with pytest.raises(PermissionError, match="not a directory of this user's"):
         FlameStore(planted / "flamegraphs", private=True)
     assert FlameStore(tmp_path / "mine" / "flamegraphs", private=True).records() == []
+
+
+@pytest.mark.anyio
+async def test_the_keeper_gives_stack_rules_and_actions_the_workers_latest_look(tmp_path: Path) -> None:
+    from watchdog.agent.flames import FlameKeeper
+
+    keeper = FlameKeeper(FlameStore(tmp_path), max_workers=2)
+    log = EventLog()
+    spin, idle = recorded("spin-py311"), recorded("idle-py311")
+    keeper.looked(1, idle)
+    keeper.looked(1, spin)  # the latest look counts
+    keeper.looked(2, idle)
+    keeper.looked(3, idle)  # bounded: worker 1, the oldest, is dropped ...
+    keeper.looked(1, spin)  # ... and comes back with its next look
+    on_stacks = log.add(
+        Event("rule_firing", "spin", worker=1, rule="r", evidence={"signals": {"stack_spin_confidence": 3}})
+    )
+    on_memory = log.add(Event("rule_firing", "ramp", worker=1, rule="m", evidence={"signals": {"rss_bytes": 1e9}}))
+    recycle = log.add(Event("recycle_started", "recycling", worker=1, rule="r"))
+    unknown = log.add(Event("recycle_started", "recycling", worker=99, rule="r"))
+    target = log.add(Event("rule_firing", "all failing", rule="p", evidence={"signals": {"stack_x": 1}}))
+    kept = [await keeper.keep(e) for e in (on_stacks, on_memory, recycle, unknown, target)]
+    assert [r is not None for r in kept] == [True, False, True, False, False]
+    assert "_deliver_cancellation" in (tmp_path / on_stacks.evidence["flamegraph"].rsplit("/", 1)[1]).read_text()
+    assert recycle.evidence["flamegraph"] != on_stacks.evidence["flamegraph"]
+    keeper.forget(1)
+    assert keeper.samples_for(log.add(Event("recycle", "done", worker=1))) is None

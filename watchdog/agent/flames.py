@@ -187,6 +187,51 @@ async def attach_flamegraph(store: FlameStore, event: Event, samples: StackSampl
     return rec
 
 
+ACTION_EVENTS = frozenset({"recycle_started", "recycle", "budget_denied"})
+
+
+class FlameKeeper:
+    """Which events get a flame graph, from which samples: the agent's one object for flame graphs.
+
+    The agent tells it every stack look (``looked``) and every event it adds (``keep``, awaited in a task): an
+    event of a rule that fired on stack signals (``stack_*`` in its evidence), and every action on a worker
+    (``ACTION_EVENTS``), gets the flame graph of that worker's latest look. The latest samples are kept for at most
+    ``max_workers`` workers (a worker's are dropped when it is ``forget``-ed).
+    """
+
+    def __init__(self, store: FlameStore, *, max_workers: int = 256) -> None:
+        self.store = store
+        self.max_workers = max_workers
+        self._latest: dict[int, StackSamples] = {}
+
+    def looked(self, pid: int, samples: StackSamples | None) -> None:
+        if samples is None:
+            return
+        self._latest.pop(pid, None)
+        self._latest[pid] = samples
+        while len(self._latest) > self.max_workers:
+            self._latest.pop(next(iter(self._latest)))
+
+    def forget(self, pid: int) -> None:
+        self._latest.pop(pid, None)
+
+    def samples_for(self, event: Event) -> StackSamples | None:
+        """The samples ``event`` should get a flame graph of, or None."""
+        if event.worker is None or "flamegraph" in event.evidence:
+            return None
+        signals = event.evidence.get("signals")
+        fired_on_stacks = (
+            event.kind == "rule_firing" and isinstance(signals, dict) and any(k.startswith("stack_") for k in signals)
+        )
+        if fired_on_stacks or event.kind in ACTION_EVENTS:
+            return self._latest.get(event.worker)
+        return None
+
+    async def keep(self, event: Event) -> FlameRecord | None:
+        samples = self.samples_for(event)
+        return None if samples is None else await attach_flamegraph(self.store, event, samples)
+
+
 def default_directory() -> Path:
     """Where the sidecar keeps flame graphs when the config names no directory: systemd's ``$STATE_DIRECTORY``
     (``StateDirectory=`` in the unit), else a directory of this user's under the system temp directory."""
