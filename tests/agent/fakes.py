@@ -162,9 +162,9 @@ class Rig:
         """Let action chains run until none is left (bounded: fakes never block)."""
         for _ in range(10_000):
             await anyio.lowlevel.checkpoint()
-            if not self.agent._chains:
+            if not self.agent.judge.chains:
                 return
-        raise AssertionError(f"action chains still running: {self.agent._chains}")
+        raise AssertionError(f"action chains still running: {self.agent.judge.chains}")
 
     def kinds(self) -> list[str]:
         return [e.kind for e in self.agent.events.recent()]
