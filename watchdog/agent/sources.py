@@ -17,6 +17,7 @@ import psutil
 
 from watchdog.discovery import WorkerId
 from watchdog.errors import MetricsUnavailable
+from watchdog.guard import _metrics as guard_metrics  # the guard's metric names, declared once there
 from watchdog.signals import metrics as prom
 from watchdog.signals.catalog import SignalRef
 from watchdog.signals.cgroup import read_cgroup_memory
@@ -179,9 +180,9 @@ class Scrape:
         for s in self.samples:
             if s.labels.get("pid") != str(pid):
                 continue
-            if s.name == "watchdog_guard_limiter_in_flight":
+            if s.name == guard_metrics.LIMITER_IN_FLIGHT.name:
                 in_flight[s.labels.get("name", "")] = s.value
-            elif s.name == "watchdog_guard_limiter_limit":
+            elif s.name == guard_metrics.LIMITER_LIMIT.name:
                 limit[s.labels.get("name", "")] = s.value
         ratios = [in_flight.get(n, 0.0) / v for n, v in limit.items() if v > 0]
         return max(ratios) if ratios else None

@@ -17,11 +17,12 @@ from watchdog.agent.sources import ProcessReading, Scrape
 from watchdog.agent.stacks import LookSchedule
 from watchdog.config import Config, Target
 from watchdog.discovery import TargetView, WorkerId
+from watchdog.guard import _metrics as guard_metrics  # the guard's metric names, declared once there
 from watchdog.rules import RuleEngine
 from watchdog.signals.catalog import SignalRef, parse_ref
 from watchdog.signals.series import SignalStore
 
-_SENTINEL = parse_ref("metric:watchdog_guard_cancel_spin_scopes")
+_SENTINEL = parse_ref(f"metric:{guard_metrics.CANCEL_SPIN_SCOPES.name}")
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,13 @@ SIGNALS: dict[str, SignalInfo] = {
     ]
 }
 
+
+def declared(source: Source) -> frozenset[str]:
+    """The built-in signals one producer emits: its entries in the catalogue. A test runs each producer and
+    holds what it emits to exactly this set, so a name cannot drift between its producer and the rules."""
+    return frozenset(name for name, info in SIGNALS.items() if info.source == source)
+
+
 _METRIC = re.compile(r"metric:([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?")
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 _STACK = re.compile(r"stack_share:([a-zA-Z_][a-zA-Z0-9_]*)")
