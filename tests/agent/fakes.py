@@ -76,7 +76,10 @@ class Table:
         if p.last is not None:
             p.cpu_seconds += p.cpu * (t - p.last)
         p.last = t
-        return ProcessReading(t, p.cpu_seconds, 100 << 20, 20, 4, 2, loop_outside_selector=p.outside_selector)
+        return ProcessReading(
+            t, p.cpu_seconds, 100 << 20, 20, 4, 2, loop_outside_selector=p.outside_selector,
+            loop_runnable_seconds=p.cpu_seconds,
+        )  # fmt: skip
 
     def alive(self, worker: WorkerId) -> bool:
         p = self.procs.get(worker.pid)

@@ -22,8 +22,8 @@ def test_process_signals() -> None:
     store = SignalStore()
     for t in range(3):
         store.record(float(t), {"rss_bytes": 100.0 + t * 10, "open_fds": 10.0 + t}, stale_after=5)
-    before = ProcessReading(2.0, 1.0, 120, 12, 3, 2, loop_outside_selector=False)
-    now = ProcessReading(3.0, 1.5, 130, 13, 3, 2, loop_outside_selector=False)
+    before = ProcessReading(2.0, 1.0, 120, 12, 3, 2, loop_outside_selector=False, loop_runnable_seconds=1.0)
+    now = ProcessReading(3.0, 1.5, 130, 13, 3, 2, loop_outside_selector=False, loop_runnable_seconds=1.9)
     out = process_signals(store, before, now, memory_limit=1000, memory_window=60, fd_window=60)
     assert set(out) == declared("process")
 

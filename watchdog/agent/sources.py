@@ -22,7 +22,7 @@ from watchdog.signals import metrics as prom
 from watchdog.signals.catalog import SignalRef
 from watchdog.signals.cgroup import read_cgroup_memory
 from watchdog.signals.metrics import MetricSample
-from watchdog.signals.process import thread_state
+from watchdog.signals.process import thread_schedstat, thread_state
 from watchdog.signals.series import Point, SignalStore, slope
 
 
@@ -35,6 +35,7 @@ class ProcessReading:
     sockets: int
     threads: int
     loop_outside_selector: bool | None = None
+    loop_runnable_seconds: float | None = None  # the loop thread's time on a CPU plus time waiting for one
     denied: str | None = None  # what could not be read for lack of permission
 
 
@@ -96,6 +97,7 @@ def read_process(worker: WorkerId, t: float) -> ProcessReading | None:
         return ProcessReading(
             t=t, cpu_seconds=cpu.user + cpu.system, rss=rss, fds=fds, sockets=sockets, threads=threads,
             loop_outside_selector=loop_outside_selector(worker.pid), denied=denied,
+            loop_runnable_seconds=None if (sched := thread_schedstat(worker.pid, worker.pid)) is None else sum(sched),
         )  # fmt: skip
     except (psutil.NoSuchProcess, psutil.ZombieProcess, FileNotFoundError, ProcessLookupError):
         return None
@@ -134,8 +136,12 @@ def process_signals(
         "cpu_percent": None,
         "memory_limit_bytes": float(memory_limit) if memory_limit else None,
     }
+    out["loop_runnable_percent"] = None
     if previous is not None and now.t > previous.t and math.isfinite(now.cpu_seconds - previous.cpu_seconds):
         out["cpu_percent"] = max(0.0, 100.0 * (now.cpu_seconds - previous.cpu_seconds) / (now.t - previous.t))
+        if now.loop_runnable_seconds is not None and previous.loop_runnable_seconds is not None:
+            runnable = now.loop_runnable_seconds - previous.loop_runnable_seconds
+            out["loop_runnable_percent"] = min(100.0, max(0.0, 100.0 * runnable / (now.t - previous.t)))
     if now.fds >= 0:
         fd_series = store.series("open_fds")
         fd_points = fd_series.since(now.t - fd_window) if fd_series else []

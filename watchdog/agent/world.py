@@ -101,7 +101,10 @@ class World:
         hot_at = self.cfg.stacks.hot_cpu_percent
         for ts in self.targets.values():
             for ws in ts.workers.values():
-                cpu, sockets = ws.store.current("cpu_percent", now), ws.store.current("sockets", now)
+                # how hot: what it got of a CPU, or what it wanted (runnable), whichever is more
+                heat = [ws.store.current(n, now) for n in ("cpu_percent", "loop_runnable_percent")]
+                cpu = max((h for h in heat if h is not None), default=None)
+                sockets = ws.store.current("sockets", now)
                 sentinel = self.lookup(ts, ws, now)(_SENTINEL)
                 stalled = (
                     ws.store.current("loop_wait_outside_selector", now) == 1.0

@@ -37,6 +37,14 @@ SIGNALS: dict[str, SignalInfo] = {
     s.name: s
     for s in [
         _s("cpu_percent", "percent of one core", "process", "CPU used since the previous process sample."),
+        _s(
+            "loop_runnable_percent",
+            "percent of wall time",
+            "process",
+            "Share of time the worker's main (event-loop) thread was runnable: on a CPU or waiting in the run "
+            "queue for one (/proc schedstat). A spinning loop is runnable all the time even on a machine so busy "
+            "that it gets 30 % of a core, where cpu_percent would understate it.",
+        ),
         _s("rss_bytes", "bytes", "process", "Resident memory."),
         _s(
             "rss_growth_bytes_per_second",
