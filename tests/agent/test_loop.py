@@ -221,13 +221,14 @@ async def test_status_is_strict_json_and_dead_workers_leave_no_series(tmp_path: 
 
 
 async def test_a_worker_that_heats_up_is_looked_at_at_once(tmp_path: Path) -> None:
-    cfg, rules = config(tmp_path)
+    """Even when its previous look was moments ago: the jump is how a spin begins (default 5 s look gap)."""
+    cfg, rules = config(tmp_path, intervals={"process": "1s", "metrics": "1s", "stacks": "5s", "probes": "2s"})
     with rig(cfg, rules) as r:
         p = r.table.spawn(cpu=0.01)
-        for _ in range(3):
-            await r.tick()
-        before = len(r.looks.taken)
+        await r.tick()
+        await r.tick()
+        looked = list(r.looks.taken)
+        assert looked == [p.id.pid]  # the first look, on the first round
         p.cpu = 1.0
-        await r.tick()
-        await r.tick()
-        assert len(r.looks.taken) > before
+        await r.tick()  # the round that first sees 100 % CPU: 2 s after the previous look, not 5
+        assert len(r.looks.taken) == 2
