@@ -100,3 +100,6 @@ async def test_a_blocked_event_loop_is_recycled(demo: DemoServer) -> None:
         assert any("hrtimer_nanosleep" in line for line in ev["stack_verdict"]["evidence"])  # time.sleep, by the kernel
         assert ev["recycle"]["outcome"] == "recycled"
         assert pid not in demo.worker_pids()
+        # one fault, one alert: whichever of the blocked and stalled rules fired, no second notification (no
+        # budget_denied for a recycle already under way) went out before this one
+        assert [n for n in hooks.received if n["worker"] == pid] == [note]
