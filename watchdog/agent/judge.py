@@ -15,7 +15,7 @@ from watchdog.actions.actuator import ActionRequest, Actuator, Origin
 from watchdog.agent.events import Event, EventLog
 from watchdog.agent.metrics import AgentMetrics
 from watchdog.agent.world import TargetState, WorkerState, World
-from watchdog.rules import Transition
+from watchdog.rules import RuleState, Transition
 from watchdog.signals.catalog import format_value
 
 
@@ -28,6 +28,9 @@ class Judge:
         self.metrics = metrics
         self.tg: TaskGroup | None = None  # where action chains run; none until the agent runs
         self.chains: set[tuple[str, str]] = set()
+        # firing rules whose notification went out (or will, when their chain ends): what "resolved" closes
+        self.opened: dict[tuple[str, str], ActionRequest] = {}
+        self.resolve_after: set[tuple[str, str]] = set()  # resolved while their chain still ran
 
     def worker(self, ts: TargetState, ws: WorkerState, now: float) -> None:
         lookup = self.world.lookup(ts, ws, now)
@@ -55,17 +58,38 @@ class Judge:
                     f"rule_{tr.after}", ts, ws, f"{rule.name} {tr.after}: {values}", rule=rule.name,
                     severity=rule.severity if tr.after == "firing" else "info", evidence={"signals": tr.values},
                 )  # fmt: skip
-            if tr.after == "resolved" and "notify" in rule.actions:
-                self.actuator.notify(request, "resolved", evidence)
-        if tr.actions_due and (rule.name, tr.subject) not in self.chains and self.tg is not None:
-            self.chains.add((rule.name, tr.subject))
-            self.tg.start_soon(self._act, request, tr.subject)
+            if tr.after == "resolved":
+                self._resolve((rule.name, tr.subject), "the rule's conditions no longer hold", evidence)
+        key = (rule.name, tr.subject)
+        if tr.actions_due and key not in self.chains and self.tg is not None:
+            self.chains.add(key)
+            if "notify" in rule.actions:
+                self.opened.setdefault(key, request)
+            self.tg.start_soon(self._act, request, key)
 
-    async def _act(self, request: ActionRequest, subject: str) -> None:
+    def gone(self, ts: TargetState, ws: WorkerState, states: list[RuleState]) -> None:
+        """A worker exited (recycled, or on its own): what fired on it is resolved, so receivers can close it."""
+        for st in states:
+            if st.state == "firing":
+                self._resolve((st.rule, st.subject), f"worker {ws.id.pid} is gone", {"signals": st.values})
+
+    def _resolve(self, key: tuple[str, str], why: str, evidence: dict[str, Any]) -> None:
+        if key not in self.opened:
+            return
+        if key in self.chains:  # its own notification has not gone out yet: resolve right after it
+            self.resolve_after.add(key)
+            return
+        request = self.opened.pop(key)
+        self.actuator.notify(request, "resolved", {**evidence, "resolved_because": why})
+
+    async def _act(self, request: ActionRequest, key: tuple[str, str]) -> None:
         try:
             await self.actuator.handle(request)
         finally:
-            self.chains.discard((request.origin.name, subject))
+            self.chains.discard(key)
+            if key in self.resolve_after:
+                self.resolve_after.discard(key)
+                self._resolve(key, "resolved while its actions ran", {})
 
     def event(
         self, kind: str, ts: TargetState, ws: WorkerState | None, message: str, *,

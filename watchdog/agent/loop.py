@@ -31,6 +31,7 @@ from watchdog.agent.judge import Judge
 from watchdog.agent.metrics import AgentMetrics
 from watchdog.agent.replacement import await_replacement
 from watchdog.agent.stacks import StackLook
+from watchdog.agent.status import status_document
 from watchdog.agent.world import Prober, ProbeRun, TargetState, WorkerState, World
 from watchdog.config import Config
 from watchdog.discovery import Discovery, TargetView, WorkerId
@@ -92,9 +93,8 @@ class Agent:
         )  # fmt: skip
         self.judge = Judge(self.world, self.actuator, events=self.events, metrics=self.metrics)
         self._http: aiohttp.ClientSession | None = None
-        self.last_beat = clock()
+        self.last_beat, self._stack_limit = clock(), anyio.CapacityLimiter(2)
         self.lags: deque[tuple[float, float]] = deque(maxlen=64)  # (when, lag) of recent late beats
-        self._stack_limit = anyio.CapacityLimiter(2)
 
     # ---- running -------------------------------------------------------------------------------------------
     async def run(self, *, ready: Callable[[], None] | None = None) -> None:
@@ -189,7 +189,9 @@ class Agent:
             self.judge.event("target_problem", ts, None, view.problem, severity="warning")
         gone, new = self.world.sync(ts, view, self.memory_limit)
         for ws in gone:
-            for st in self.rules.forget(ws.id.key):  # a dead worker's series go too, not just to zero
+            states = self.rules.forget(ws.id.key)
+            self.judge.gone(ts, ws, states)
+            for st in states:  # a dead worker's series go too, not just to zero
                 self.metrics.remove_series(self.metrics.rule_state, name, st.rule, str(ws.id.pid))
             for signal_name in ws.exported:
                 self.metrics.remove_series(self.metrics.signal, name, str(ws.id.pid), signal_name)
@@ -295,6 +297,4 @@ class Agent:
         )
 
     def status(self) -> dict[str, Any]:
-        from watchdog.agent.status import status_document
-
         return status_document(self)
