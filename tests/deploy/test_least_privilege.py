@@ -8,6 +8,9 @@ import json
 import os
 import pwd
 import shutil
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import anyio
@@ -15,7 +18,7 @@ import psutil
 import pytest
 
 from examples.demo import inject
-from examples.demo.harness import DemoServer
+from examples.demo.harness import DemoServer, free_port
 from tests.deploy.conftest import Installed
 from tests.sidecar.harness import Webhooks, demo_config, watching
 
@@ -24,6 +27,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(600)]
 CAPS = ("sys_ptrace", "kill", "dac_read_search")
 BITS = {"dac_read_search": 2, "kill": 5, "sys_ptrace": 19}  # linux/capability.h
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "mcp-watchdog@.service"
+ENTRYPOINT = Path(__file__).resolve().parents[2] / "deploy" / "docker" / "entrypoint.sh"
 
 RULES = """\
 rules:
@@ -112,3 +116,52 @@ async def test_as_nobody_with_three_capabilities_it_diagnoses_and_recycles_a_roo
             assert ev["stack_verdict"]["kind"] == "spin"  # py-spy read a root process: CAP_SYS_PTRACE
             assert ev["recycle"]["outcome"] == "recycled"  # signals reached a root process: CAP_KILL
             assert pid not in demo.worker_pids()
+
+
+def test_the_images_entrypoint_drops_to_the_user_with_exactly_three_capabilities(installed: Installed) -> None:
+    """deploy/docker/entrypoint.sh, run as root as the container runtime would, with the installed wheel."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv (util-linux), as the image's entrypoint does")
+    listen = f"127.0.0.1:{free_port()}"
+    config = installed.work / "entrypoint.yaml"
+    config.write_text(
+        f"targets:\n  - name: me\n    match: {{pid: 1}}\n    workers: self\nserver: {{listen: '{listen}'}}\n"
+    )
+    nobody = pwd.getpwnam("nobody")
+    env = installed.env() | {
+        "PATH": f"{installed.venv / 'bin'}:{os.environ['PATH']}",
+        "WATCHDOG_UID": str(nobody.pw_uid),
+        "WATCHDOG_GID": str(nobody.pw_gid),
+    }
+    proc = subprocess.Popen(
+        ["sh", str(ENTRYPOINT), "run", "-c", str(config)],
+        cwd=installed.work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the process offers nothing to await: poll /healthz, bounded
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                with urllib.request.urlopen(f"http://{listen}/healthz", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                assert time.monotonic() < deadline, "the watchdog never answered /healthz"
+                time.sleep(0.2)
+        p = psutil.Process(proc.pid)  # sh and setpriv exec'd: the same pid is the watchdog now
+        assert "watchdog" in " ".join(p.cmdline())
+        assert p.uids().real == p.uids().effective == nobody.pw_uid
+        caps = _caps(proc.pid)
+        mask = sum(1 << b for b in BITS.values())
+        assert (caps["CapAmb"], caps["CapEff"], caps["CapPrm"]) == (mask, mask, mask), {
+            k: hex(v) for k, v in caps.items()
+        }
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
