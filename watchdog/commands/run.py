@@ -98,10 +98,10 @@ def run(args: argparse.Namespace) -> int:
 
 def summary(agent: Agent) -> str:
     """The one line ``systemctl status`` shows: targets, workers, recycles in the window, dry run."""
-    now = agent.clock()
+    act = agent.actuator
     workers = sum(len(ts.workers) for ts in agent.targets.values())
-    recycles = sum(agent.budget.used(name, now) for name in agent.targets)
-    dry = "; DRY RUN" if agent.cfg.dry_run else ""
+    recycles = sum(act.budget.used(name, act.wall()) for name in agent.targets)
+    dry = "; DRY RUN" if agent.cfg.dry_run else "; PAUSED" if act.pause.paused() else ""
     return f"watching {len(agent.targets)} target(s), {workers} worker(s); {recycles} recycle(s) in window{dry}"
 
 
