@@ -30,12 +30,14 @@ async def test_the_page_shows_the_spin_firing_then_the_recycle_with_its_flame_gr
 ) -> None:
     py_spy_path()
     chromium()
-    # The default pack, its spin rule's CPU cross-check lowered: this test judges the page, and a spinning worker
-    # on a 2-core machine shared with other test runs gets far less than the 80 % of a core the rule asks for.
+    # The default pack, its spin rule's cross-check on the loop thread's demand lowered from 80 % to 5 %: this test
+    # judges the page, and on a 2-core machine shared with other test runs the demand of a spinning worker dips
+    # below 80 % now and then, which resolves the rule before Chromium has the page (seen: 68 % mid-recycle).
     pack = (REPO / "rules" / "default.yaml").read_text()
     rule = pack.index("name: cancel-delivery-spin")
-    cpu = pack.index("cpu_percent > 80", rule)
-    (tmp_path / "rules.yaml").write_text(pack[:cpu] + "cpu_percent > 5" + pack[cpu + len("cpu_percent > 80") :])
+    demand = pack.index("loop_runnable_percent > 80", rule)
+    relaxed = pack[:demand] + "loop_runnable_percent > 5" + pack[demand + len("loop_runnable_percent > 80") :]
+    (tmp_path / "rules.yaml").write_text(relaxed)
     cfg = demo_config(
         demo,
         None,
@@ -47,7 +49,6 @@ async def test_the_page_shows_the_spin_firing_then_the_recycle_with_its_flame_gr
             "recycle": {"drain_signal": "SIGWINCH", "drain_wait": "30s", "replacement_timeout": "30s"},
         },
         rules=[str(tmp_path / "rules.yaml")],
-        stacks={"hot_cpu_percent": 5},
         flamegraphs={"dir": str(tmp_path / "flames"), "keep": 10},
     )
     async with Webhooks().serve() as hooks:
@@ -63,7 +64,9 @@ async def test_the_page_shows_the_spin_firing_then_the_recycle_with_its_flame_gr
             assert 'data-rule="cancel-delivery-spin"' in spinning
             assert "st-firing" in spinning
             assert len(rows(dom, "worker")) == 2
-            assert any(f'data-worker="{pid}"' in r and 'data-kind="rule_firing"' in r for r in rows(dom, "event"))
+            fired = [r for r in rows(dom, "event") if f'data-worker="{pid}"' in r and 'data-kind="rule_firing"' in r]
+            assert fired
+            assert "cancel-delivery-spin firing" in fired[0]
             assert 'class="spark"' in dom  # the last minutes of CPU, RSS and fds
             during = screenshot(wd.url + "/", "status-page-spin.png", size=(1280, 1100))
             # the same picture in a terminal, and the document itself with --json

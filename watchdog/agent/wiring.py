@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import anyio
 
+from watchdog.actions.actuator import Diagnoser
 from watchdog.agent.events import setup_logging
 from watchdog.agent.flames import FlameStore, default_directory
-from watchdog.agent.loop import Agent, Diagnoser, Prober, ProbeRun
+from watchdog.agent.loop import Agent
 from watchdog.agent.stacks import StackLooker
+from watchdog.agent.world import Prober, ProbeRun
 from watchdog.config import Config, Target, load_config
 from watchdog.diagnose import DiagnoseReport, diagnose
 from watchdog.discovery import WorkerId, still_same
@@ -126,7 +129,11 @@ def make_flame_store(cfg: Config) -> FlameStore | None:
     """The flame graph store the config asks for, or None (logged) when its directory cannot be used."""
     fg = cfg.flamegraphs
     try:
-        return FlameStore(fg.dir or default_directory(), keep=fg.keep, max_bytes=fg.max_bytes, private=not fg.dir)
+        if fg.dir:
+            return FlameStore(fg.dir, keep=fg.keep, max_bytes=fg.max_bytes)
+        if cfg.state_dir:
+            return FlameStore(Path(cfg.state_dir) / "flamegraphs", keep=fg.keep, max_bytes=fg.max_bytes)
+        return FlameStore(default_directory(), keep=fg.keep, max_bytes=fg.max_bytes, private=True)
     except OSError as exc:
         log.warning("flame graphs will not be kept: %s", exc)
         return None
