@@ -70,3 +70,18 @@ def test_a_stack_deeper_than_the_recursion_limit_renders() -> None:
     samples = StackSamples(1, 1.0, 100, False, 3, 0, (ThreadStacks(1, "MainThread", 3, (Stack(deep, 3),)),))
     (svg,) = svgs(render_html([Section("deep", samples)], title="deep"))
     assert len(frames(svg)) == len(deep) + 2  # every frame, the thread and the root
+
+
+def test_helper_threads_lose_their_idle_samples_and_the_main_thread_keeps_its_wait() -> None:
+    from watchdog.flamegraph import shown_threads
+
+    sel = Frame("EpollSelector.select", "/usr/lib/python3.11/selectors.py", 468)
+    wait = Frame("Condition.wait", "/usr/lib/python3.11/threading.py", 331)
+    work = Frame("publish", "/srv/app/metrics.py", 10)
+    main = ThreadStacks(100, "MainThread", 10, (Stack((sel,), 10),))
+    helper = ThreadStacks(101, "publisher", 10, (Stack((wait,), 8), Stack((work, wait), 2)))
+    parked = ThreadStacks(102, "pool", 10, (Stack((wait,), 10),))
+    shown, left_out, dropped = shown_threads(StackSamples(100, 1.0, 10, False, 30, 0, (main, helper, parked)))
+    assert [(t.tid, t.samples) for t in shown] == [(100, 10), (101, 2)]
+    assert left_out == ["pool"]
+    assert dropped == 18

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from watchdog.diagnose import knowledge
-from watchdog.signals.stacks import Frame, StackSamples, ThreadStacks
+from watchdog.signals.stacks import Frame, Stack, StackSamples, ThreadStacks
 
 if TYPE_CHECKING:
     from watchdog.diagnose.report import DiagnoseReport
@@ -89,24 +89,37 @@ class _Node:
         return best
 
 
-# A helper thread parked in one of these (a thread pool's queue, an exporter's condition) did nothing in the
-# window; py-spy leaves such threads out of its own flame graphs unless asked (``--idle``), and so do we.
+# A helper thread waiting in one of these (a thread pool's queue, an exporter's timer) is idle: py-spy leaves
+# idle samples out of its own flame graphs unless asked (``--idle``), and so do we for helper threads. The main
+# thread keeps them: its loop waiting in the selector is evidence (an idle worker, not a spinning one).
 _PARKED_LEAF = re.compile(r"(?:^|\.)(?:wait|get|select|poll|sleep|acquire|_wait_for_tstate_lock)$")
 _PARKED_PATH = re.compile(r"(?:^|/)(?:threading|queue|selectors)\.py$|concurrent/futures/")
 
 
-def _parked(t: ThreadStacks) -> bool:
-    return all(
-        s.frames and _PARKED_LEAF.search(s.frames[0].name) and _PARKED_PATH.search(s.frames[0].path) for s in t.stacks
-    )
+def _parked(s: Stack) -> bool:
+    return bool(s.frames and _PARKED_LEAF.search(s.frames[0].name) and _PARKED_PATH.search(s.frames[0].path))
 
 
-def shown_threads(samples: StackSamples) -> tuple[list[ThreadStacks], list[ThreadStacks]]:
-    """The threads a graph shows (the main thread always, others unless parked all window), and those left out."""
-    shown = [t for t in samples.threads if t.tid == samples.pid or not _parked(t)]
-    if not shown:
-        return list(samples.threads), []
-    return shown, [t for t in samples.threads if t not in shown]
+def shown_threads(samples: StackSamples) -> tuple[list[ThreadStacks], list[str], int]:
+    """The threads a graph shows: the main thread whole, helper threads without their idle samples. Also the
+    helper threads left out (idle all window) and how many idle samples of the others were left out."""
+    shown: list[ThreadStacks] = []
+    left_out: list[str] = []
+    dropped = 0
+    for t in samples.threads:
+        if t.tid == samples.pid or t.name == "MainThread":
+            shown.append(t)
+            continue
+        busy = tuple(s for s in t.stacks if not _parked(s))
+        n = sum(s.count for s in busy)
+        dropped += t.samples - n
+        if busy:
+            shown.append(ThreadStacks(t.tid, t.name, n, busy))
+        else:
+            left_out.append(t.name or str(t.tid))
+    if not shown:  # nothing but idle helpers: show them as they are rather than nothing
+        return list(samples.threads), [], 0
+    return shown, left_out, dropped
 
 
 def _tree(samples: StackSamples) -> _Node:
@@ -213,17 +226,13 @@ def render_html(sections: Sequence[Section] | Iterable[Section], *, title: str, 
             for k, c in sorted(leaves.items(), key=lambda kv: -kv[1])
         )
         sampled = sec.samples
-        hidden = shown_threads(sampled)[1]
+        _, hidden, dropped = shown_threads(sampled)
         how = (
             f"{sampled.samples} samples over {sampled.duration_s:g} s at {sampled.rate_hz} Hz"
             f"{', nonblocking' if sampled.nonblocking else ''}"
             f"{f', {sampled.errors} errors' if sampled.errors else ''}"
-            + (
-                f" · {len(hidden)} idle thread{'s' if len(hidden) > 1 else ''} left out: "
-                + ", ".join(t.name or str(t.tid) for t in hidden)
-                if hidden
-                else ""
-            )
+            + (f" · idle helper threads left out: {', '.join(hidden)}" if hidden else "")
+            + (f" · {dropped} idle samples of helper threads left out" if dropped else "")
         )
         body.append(
             f'<section><h2>{html.escape(sec.heading)}</h2><p class="facts">{html.escape(sec.facts)}'
