@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import anyio
 import psutil
 import pytest
 
@@ -136,3 +137,23 @@ async def test_the_keeper_gives_stack_rules_and_actions_the_workers_latest_look(
     assert recycle.evidence["flamegraph"] != on_stacks.evidence["flamegraph"]
     keeper.forget(1)
     assert keeper.samples_for(log.add(Event("recycle", "done", worker=1))) is None
+
+
+@pytest.mark.anyio
+async def test_the_keeper_as_an_event_log_listener_writes_in_its_own_task(tmp_path: Path) -> None:
+    from watchdog.agent.flames import FlameKeeper
+
+    keeper = FlameKeeper(FlameStore(tmp_path), queue=1)
+    log = EventLog()
+    log.listeners.append(keeper.on_event)
+    keeper.looked(7, recorded("spin-py311"))
+    first = log.add(Event("recycle_started", "recycling", worker=7, rule="r"))
+    second = log.add(Event("recycle", "recycled", worker=7, rule="r"))  # the queue (1) is full: dropped
+    log.add(Event("worker_new", "watching", worker=7))  # not evidence of anything: not queued
+    assert keeper.dropped == 1
+    keeper.close()
+    with anyio.fail_after(10):
+        await keeper.run()  # writes what was queued, then returns
+    assert "flamegraph" in first.evidence
+    assert "flamegraph" not in second.evidence
+    assert [r.meta["event"] for r in keeper.store.records()] == [first.id]

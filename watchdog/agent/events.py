@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,7 @@ class EventLog:
         self._events: deque[Event] = deque(maxlen=maxlen)
         self._ids = itertools.count(1)
         self._wall = wall
+        self.listeners: list[Callable[[Event], None]] = []  # told of each event added (must not block)
 
     def add(self, event: Event) -> Event:
         event.id = next(self._ids)
@@ -51,6 +53,8 @@ class EventLog:
         self._events.append(event)
         level = {"critical": logging.ERROR, "warning": logging.WARNING}.get(event.severity, logging.INFO)
         log.log(level, event.message, extra={"event": event.to_json()})
+        for listener in self.listeners:
+            listener(event)
         return event
 
     def recent(self) -> list[Event]:

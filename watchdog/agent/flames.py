@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.to_thread
 
 from watchdog.agent.events import Event
@@ -193,16 +194,43 @@ ACTION_EVENTS = frozenset({"recycle_started", "recycle", "budget_denied"})
 class FlameKeeper:
     """Which events get a flame graph, from which samples: the agent's one object for flame graphs.
 
-    The agent tells it every stack look (``looked``) and every event it adds (``keep``, awaited in a task): an
-    event of a rule that fired on stack signals (``stack_*`` in its evidence), and every action on a worker
-    (``ACTION_EVENTS``), gets the flame graph of that worker's latest look. The latest samples are kept for at most
-    ``max_workers`` workers (a worker's are dropped when it is ``forget``-ed).
+    The agent tells it every stack look (``looked``) and every event it adds (``on_event``, an ``EventLog``
+    listener, with ``run`` as a task of its task group; or ``keep``, awaited): an event of a rule that fired on
+    stack signals (``stack_*`` in its evidence), and every action on a worker (``ACTION_EVENTS``), gets the flame
+    graph of that worker's latest look. The latest samples are kept for at most ``max_workers`` workers (a worker's
+    are dropped when it is ``forget``-ed).
+
+    The agent's hook, four lines: ``keeper = FlameKeeper(store)``; ``events.listeners.append(keeper.on_event)``;
+    ``tg.start_soon(keeper.run)``; after each look ``keeper.looked(ws.id.pid, look.samples)``.
     """
 
-    def __init__(self, store: FlameStore, *, max_workers: int = 256) -> None:
+    def __init__(self, store: FlameStore, *, max_workers: int = 256, queue: int = 16) -> None:
         self.store = store
         self.max_workers = max_workers
         self._latest: dict[int, StackSamples] = {}
+        self._send, self._receive = anyio.create_memory_object_stream[tuple[Event, StackSamples]](queue)
+        self.dropped = 0
+
+    def on_event(self, event: Event) -> None:
+        """An ``EventLog`` listener: queue the event for ``run`` with the samples it should get, taken now (the
+        worker's latest look when the event happened). Never blocks: a full queue drops it (counted)."""
+        samples = self.samples_for(event)
+        if samples is None:
+            return
+        try:
+            self._send.send_nowait((event, samples))
+        except anyio.WouldBlock:
+            self.dropped += 1
+
+    def close(self) -> None:
+        """No more events: ``run`` returns once the queued ones are written."""
+        self._send.close()
+
+    async def run(self) -> None:
+        """Write the queued flame graphs, one at a time, until cancelled (a task of the agent's task group) or
+        ``close``-d."""
+        async for event, samples in self._receive:
+            await attach_flamegraph(self.store, event, samples)
 
     def looked(self, pid: int, samples: StackSamples | None) -> None:
         if samples is None:
