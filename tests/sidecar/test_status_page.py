@@ -77,21 +77,27 @@ async def test_the_page_shows_the_spin_firing_then_the_recycle_with_its_flame_gr
             js = await _status_cli("--url", wd.url, "--json")
             assert pid in {w["pid"] for w in json.loads(js.stdout)["targets"][0]["workers"]}
 
-            # after the recycle: the event carries the diagnose action's flame graph, which opens in Chromium
+            # after the recycle: the rule's event and the recycle's carry the flame graph of the look that fired
+            # (the events' own), the notification the diagnose action's; both open in Chromium with the spin in them
             note = await hooks.wait_for(lambda n: n["worker"] == pid and "recycle" in n["evidence"], within=90)
-            url = note["evidence"]["diagnosis"]["flamegraph"]
-            assert url.startswith("/v1/flamegraphs/")
+            diagnosed = note["evidence"]["diagnosis"]["flamegraph"]
+            assert diagnosed.startswith("/v1/flamegraphs/")
             dom = dump_dom(wd.url + "/")
-            recycle = next(r for r in rows(dom, "event") if 'data-kind="recycle"' in r and f'data-worker="{pid}"' in r)
-            link = re.search(r'<a class="flame" href="([^"]+)"', recycle)
-            assert link is not None, recycle
-            assert "/" + link.group(1) == url
-            flame = dump_dom(f"{wd.url}{url}#q=_deliver_cancellation")
-            assert f"worker {pid}" in flame
-            assert "_deliver_cancellation" in flame
-            assert "k-spin hit" in flame
-            shot = screenshot(f"{wd.url}{url}", "flamegraph-spin-worker.png", size=(1280, 900))
-            print(f"\npage during the spin: {during}; flame graph of worker {pid}: {url} ({shot})")
+            links = {}
+            for kind in ("rule_firing", "recycle"):
+                row = next(r for r in rows(dom, "event") if f'data-kind="{kind}"' in r and f'data-worker="{pid}"' in r)
+                link = re.search(r'<a class="flame" href="([^"]+)"', row)
+                assert link is not None, row
+                links[kind] = "/" + link.group(1)
+            firing = next(e for e in (await wd.status())["events"] if e["kind"] == "rule_firing" and e["worker"] == pid)
+            assert firing["evidence"]["flamegraph"] == links["rule_firing"]
+            for url in (links["rule_firing"], links["recycle"], diagnosed):
+                flame = dump_dom(f"{wd.url}{url}#q=_deliver_cancellation")
+                assert f"worker {pid}" in flame
+                assert "_deliver_cancellation" in flame
+                assert "k-spin hit" in flame
+            shot = screenshot(f"{wd.url}{diagnosed}", "flamegraph-spin-worker.png", size=(1280, 900))
+            print(f"\npage during the spin: {during}; flame graphs of worker {pid}: {links} and {diagnosed} ({shot})")
 
 
 async def _status_cli(*args: str) -> subprocess.CompletedProcess[str]:

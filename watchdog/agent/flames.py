@@ -27,6 +27,8 @@ import anyio
 import anyio.to_thread
 
 from watchdog.agent.events import Event
+from watchdog.agent.stacks import StackLook
+from watchdog.discovery import WorkerId
 from watchdog.flamegraph import Section, render_html
 from watchdog.signals.stacks import StackSamples
 
@@ -200,8 +202,8 @@ class FlameKeeper:
     graph of that worker's latest look. The latest samples are kept for at most ``max_workers`` workers (a worker's
     are dropped when it is ``forget``-ed).
 
-    The agent's hook, four lines: ``keeper = FlameKeeper(store)``; ``events.listeners.append(keeper.on_event)``;
-    ``tg.start_soon(keeper.run)``; after each look ``keeper.looked(ws.id.pid, look.samples)``.
+    Wiring (``watchdog.agent.wiring``): the agent's stack sampler is wrapped in ``KeepingSampler`` (which calls
+    ``looked``), ``on_event`` listens to the agent's event log, and ``run`` is a task beside the agent.
     """
 
     def __init__(self, store: FlameStore, *, max_workers: int = 256, queue: int = 16) -> None:
@@ -228,9 +230,18 @@ class FlameKeeper:
 
     async def run(self) -> None:
         """Write the queued flame graphs, one at a time, until cancelled (a task of the agent's task group) or
-        ``close``-d."""
+        ``close``-d. Events that share one look (a rule firing, then the recycle it started) share its file."""
+        written: dict[int, tuple[StackSamples, str]] = {}
         async for event, samples in self._receive:
-            await attach_flamegraph(self.store, event, samples)
+            seen = written.get(id(samples))
+            if seen is not None and seen[0] is samples and self.store.path(seen[1].rsplit("/", 1)[-1]) is not None:
+                event.evidence["flamegraph"] = seen[1]
+                continue
+            rec = await attach_flamegraph(self.store, event, samples)
+            if rec is not None:
+                if len(written) >= 32:
+                    written.pop(next(iter(written)))
+                written[id(samples)] = (samples, rec.url)
 
     def looked(self, pid: int, samples: StackSamples | None) -> None:
         if samples is None:
@@ -258,6 +269,21 @@ class FlameKeeper:
     async def keep(self, event: Event) -> FlameRecord | None:
         samples = self.samples_for(event)
         return None if samples is None else await attach_flamegraph(self.store, event, samples)
+
+
+class KeepingSampler:
+    """A stack sampler that tells the keeper of every look it takes (wraps ``StackLooker``, same interface)."""
+
+    def __init__(self, inner: Any, keeper: FlameKeeper) -> None:
+        self.inner = inner
+        self.keeper = keeper
+
+    async def look(
+        self, worker: WorkerId, duration: float, rate: int, in_flight: dict[str, float] | None = None
+    ) -> StackLook:
+        look: StackLook = await self.inner.look(worker, duration, rate, in_flight=in_flight)
+        self.keeper.looked(worker.pid, look.samples)
+        return look
 
 
 def default_directory() -> Path:

@@ -13,7 +13,7 @@ import anyio
 
 from watchdog.actions.actuator import Diagnoser
 from watchdog.agent.events import setup_logging
-from watchdog.agent.flames import FlameStore, default_directory
+from watchdog.agent.flames import FlameKeeper, FlameStore, KeepingSampler, default_directory
 from watchdog.agent.loop import Agent
 from watchdog.agent.stacks import StackLooker
 from watchdog.agent.world import Prober, ProbeRun
@@ -139,14 +139,22 @@ def make_flame_store(cfg: Config) -> FlameStore | None:
         return None
 
 
-def build_agent(loaded: Loaded, *, flames: FlameStore | None = None) -> Agent:
+def build_agent(loaded: Loaded, *, flames: FlameStore | None = None, keeper: FlameKeeper | None = None) -> Agent:
+    """The agent; with ``keeper``, every stack look and event is shown to it (flame graphs as evidence; the caller
+    runs ``keeper.run`` beside the agent)."""
     cfg = loaded.cfg
     setup_logging(cfg.log.format, cfg.log.level)
     has_probes = any(loaded.probes.values())
-    return Agent(
+    sampler: StackLooker | KeepingSampler | None = StackLooker(cfg.stacks.patterns) if cfg.stacks.enabled else None
+    if sampler is not None and keeper is not None:
+        sampler = KeepingSampler(sampler, keeper)
+    agent = Agent(
         cfg,
         loaded.rules,
         prober=make_prober(loaded.probes) if has_probes else None,
-        stack_sampler=StackLooker(cfg.stacks.patterns) if cfg.stacks.enabled else None,
+        stack_sampler=sampler,
         diagnoser=make_diagnoser(flames=flames),
     )
+    if keeper is not None:
+        agent.events.listeners.append(keeper.on_event)
+    return agent
