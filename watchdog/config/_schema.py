@@ -137,10 +137,12 @@ def header_value_problem(text: str) -> str | None:
     names = {"\r": "a carriage return (CR, \\r)", "\n": "a line feed (LF, \\n)"}
     what = names.get(m.group(0), f"the control character U+{ord(m.group(0)):04X}")
     where = "at the end" if m.start() == len(text) - 1 else f"at position {m.start() + 1}"
-    return (
-        f"contains {what} {where}; an HTTP header cannot carry it (a file edited on Windows leaves a CR at the end "
-        "of each line: check the environment file or the value)"
+    why = (
+        " (a file edited on Windows leaves a CR at the end of each line: check the environment file or the value)"
+        if m.group(0) == "\r"
+        else ""
     )
+    return f"contains {what} {where}; an HTTP header cannot carry it{why}"
 
 
 def http_url(value: str) -> str | None:
