@@ -22,11 +22,11 @@ import yaml
 from aiohttp import web
 
 from examples.demo.harness import REPO, free_port
+from tests.hostile.harness import Webhooks, sleeper
 from watchdog.actions.notify import Notifier
 from watchdog.actions.recycle import RecyclePlan, Recycler
 from watchdog.config import Duration, HeaderValue, Webhook
 from watchdog.discovery import WorkerId
-from tests.hostile.harness import Webhooks, sleeper
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,7 +75,8 @@ def test_check_names_file_line_and_key_of_each_cr(tmp_path: Path) -> None:
     r = check(cfg, {"PROBE_H": CR, "DRAIN_TOKEN": CR, "HOOK_KEY": "ok\nX-Injected: 1"})
     print(r.stderr)
     assert r.returncode == 2
-    assert f"{cfg}:{line_of(cfg, 'drain_token')}: targets[0].recycle.drain_token: contains a carriage return" in r.stderr
+    drain = line_of(cfg, "drain_token")
+    assert f"{cfg}:{drain}: targets[0].recycle.drain_token: contains a carriage return" in r.stderr
     assert f"{cfg}:{line_of(cfg, 'X-Key')}: notify.webhooks[0].headers.X-Key: contains a line feed" in r.stderr
     assert "s3cret" not in r.stderr  # the message says what is wrong, not the value
     # the probe files are read once the config itself is valid
@@ -151,7 +152,8 @@ async def test_a_header_aiohttp_refuses_is_one_counted_failure_and_the_sender_go
     finally:
         await runner.cleanup()
     assert outcomes == ["failed", "sent"]
-    assert n.stats.failed == 1 and n.stats.retried == 0  # the same request would fail the same way
+    assert n.stats.failed == 1
+    assert n.stats.retried == 0  # the same request would fail the same way
     assert got == [{"rule": "spin", "cmd": "--api-key=***"}]
 
 
@@ -166,7 +168,8 @@ async def test_a_drain_token_aiohttp_refuses_does_not_stop_the_recycle() -> None
             worker.wait(5)
         assert listening.received == []
     steps = {s.name: s for s in out.steps}
-    assert not steps["drain_url"].ok and "not sent: ValueError" in steps["drain_url"].detail
+    assert not steps["drain_url"].ok
+    assert "not sent: ValueError" in steps["drain_url"].detail
     assert steps["SIGTERM"].ok
     assert out.outcome == "recycled"
     assert worker.returncode == -signal.SIGTERM
