@@ -42,12 +42,13 @@ class Watch:
     ok: int = 0
     failures: list[str] = field(default_factory=list)
     max_rss: int = 0
+    max_fds: int = 0
     slowest: float = 0.0
 
     def summary(self) -> str:
         return (
             f"/healthz ok {self.ok}, failed {len(self.failures)}, slowest {self.slowest:.2f} s; "
-            f"watchdog peak RSS {self.max_rss / 2**20:.0f} MiB"
+            f"watchdog peak RSS {self.max_rss / 2**20:.0f} MiB, peak fds {self.max_fds}"
         )
 
 
@@ -98,6 +99,7 @@ async def _sentinel(wd: Watchdog, watch: Watch, period: float) -> None:
         watch.slowest = max(watch.slowest, time.monotonic() - start)
         try:
             watch.max_rss = max(watch.max_rss, proc.memory_info().rss)
+            watch.max_fds = max(watch.max_fds, proc.num_fds())
         except psutil.NoSuchProcess:
             watch.failures.append("the watchdog process is gone")
             return

@@ -8,7 +8,6 @@ failed delivery; tokens in URL queries appeared in ``/v1/status``, logs and webh
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -75,7 +74,8 @@ async def test_no_secret_reaches_a_webhook_the_status_the_log_or_diagnose(
                 note = await hooks.wait_for(lambda n: "diagnosis" in n["evidence"], within=60)
                 status = await wd.wait_status(lambda s: s["targets"][0]["metrics_error"] is not None, within=30)
                 with anyio.fail_after(30):
-                    while "failed after" not in wd.log():  # the dead webhook's failure, URL and all, is logged
+                    # the dead webhook's failure, URL and all, is logged; the log is a file: polled, bounded
+                    while "failed after" not in wd.log():  # noqa: ASYNC110
                         await anyio.sleep(0.2)
                 log = wd.log()
             hidden = diagnose(worker.pid)

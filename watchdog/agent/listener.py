@@ -5,9 +5,9 @@ nothing held every file descriptor of the process for as long as they liked, and
 ``/proc`` reads failed with "Too many open files"). ``ConnectionGuard`` sits between the listening socket and
 aiohttp's protocol:
 
-- at most ``max_connections`` are open; at the cap, the oldest connection that is not inside a request (slow
-  headers, or idle keep-alive) is aborted to admit the new one, so a fresh ``/healthz`` always gets in; when every
-  connection is inside a request the new one is answered 503 and closed;
+- at most ``max_connections`` are open; at the cap, the oldest connection still waiting for a request's headers
+  (slow headers, or idle keep-alive) is aborted to admit the new one, so a fresh ``/healthz`` always gets in; a
+  connection whose headers have arrived is never evicted; when none is waiting the new one is answered 503;
 - a connection that has not delivered a request's headers within ``request_timeout`` of opening (or of its last
   answer) is aborted, and a handler (body read included) gets ``request_timeout`` to answer, else 503.
 
@@ -37,6 +37,13 @@ class _Conn:
     transport: asyncio.Transport
     idle_since: float
     busy: int = 0
+    headers_in: bool = False  # a request's headers are complete (set on arrival, before aiohttp's task runs)
+    tail: bytes = b""
+
+    @property
+    def waiting(self) -> bool:
+        """Still waiting for a request's headers: the kind of connection a slow client holds."""
+        return not self.busy and not self.headers_in
 
 
 class ConnectionGuard:
@@ -71,7 +78,7 @@ class ConnectionGuard:
 
     def _admit(self, transport: asyncio.Transport) -> bool:
         if len(self._conns) >= self.max_connections:
-            idle = [c for c in self._conns.values() if not c.busy]
+            idle = [c for c in self._conns.values() if c.waiting]
             if not idle:
                 self._count("refused")
                 transport.write(_REFUSE)
@@ -90,10 +97,17 @@ class ConnectionGuard:
     def _forget(self, transport: asyncio.BaseTransport) -> None:
         self._conns.pop(transport, None)
 
+    def _received(self, transport: asyncio.BaseTransport, data: bytes) -> None:
+        conn = self._conns.get(transport)
+        if conn is not None and not conn.headers_in:
+            seen = conn.tail + data
+            conn.headers_in = b"\r\n\r\n" in seen
+            conn.tail = seen[-3:]
+
     def sweep(self) -> None:
         """Abort connections that have kept a request's headers waiting longer than ``request_timeout``."""
         deadline = self._clock() - self.request_timeout
-        for conn in [c for c in self._conns.values() if not c.busy and c.idle_since < deadline]:
+        for conn in [c for c in self._conns.values() if c.waiting and c.idle_since < deadline]:
             self._drop(conn, "header_timeout")
 
     async def sweeper(self, period: float = 0.5) -> None:
@@ -115,6 +129,7 @@ class ConnectionGuard:
         finally:
             if conn is not None:
                 conn.busy -= 1
+                conn.headers_in, conn.tail = False, b""
                 conn.idle_since = self._clock()
 
 
@@ -138,7 +153,8 @@ class _Guarded(asyncio.Protocol):
         inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if self._inner is not None:
+        if self._inner is not None and self._transport is not None:
+            self._guard._received(self._transport, data)
             self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -182,6 +198,6 @@ async def listen(runner: web.AppRunner, guard: ConnectionGuard, host: str, port:
     assert runner.server is not None
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        guard.protocol_factory(runner.server), host or None, port, reuse_address=True, backlog=512
+        guard.protocol_factory(runner.server), host or None, port, reuse_address=True, backlog=128
     )
     return Listener(runner, server, asyncio.ensure_future(guard.sweeper()))
