@@ -20,7 +20,6 @@ import anyio
 
 from watchdog.discovery import WorkerId, still_same
 
-
 _AT_ONCE = 0.5
 """A worker gone this soon after the drain signal did not drain: the signal's default action killed it."""
 
