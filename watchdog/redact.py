@@ -33,9 +33,9 @@ _MIN_REMEMBERED = 4
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s@?#]+)@")
 _URL_QUERY = re.compile(r"(?i)(\b[a-z][a-z0-9+.\-]*://[^\s?#]*\?)([^\s#\"']*)")
 _QUERY_PAIR = re.compile(r"([^&=;]+)=([^&;]*)")
-_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic|token)\s+[A-Za-z0-9._~+/=\-]{4,}")
+_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{4,}")
 # name=value or name: value, with the name optionally a flag (--api-key=…); the value runs to whitespace or quote
-_PAIR = re.compile(r"(?<![\w.\-])(--?)?([A-Za-z_][\w.\-]*)(\s*[=:]\s*|\s+)(\"[^\"]*\"|'[^']*'|[^\s,;&\"'}]+)")
+_PAIR = re.compile(r"(?<![\w.\-])(--?)?([A-Za-z_][\w.\-]*)(\"?\s*[=:]\s*|\s+)(?!-)(\"[^\"]*\"|'[^']*'|[^\s,;&\"'}]+)")
 
 
 def looks_secret(name: str) -> bool:
@@ -86,11 +86,12 @@ class Redactor:
     @staticmethod
     def _pair(m: re.Match[str]) -> str:
         flag, name, sep, value = m.group(1) or "", m.group(2), m.group(3), m.group(4)
-        if not looks_secret(name) or value == MASK or value.startswith("-"):
+        if not looks_secret(name) or value.strip("\"'") == MASK:
             return m.group(0)
         if sep.strip() == "" and not flag:
             return m.group(0)  # "name value" counts only for flags (--password hunter2), not for prose
-        return f"{flag}{name}{sep}{MASK}"
+        quote = value[0] if value[0] in "\"'" else ""
+        return f"{flag}{name}{sep}{quote}{MASK}{quote}"
 
     def argv(self, args: Iterable[str]) -> list[str]:
         """A command line with secrets hidden: ``--api-key=X``, ``--api-key X``, ``KEY=X`` and any URL secrets."""
