@@ -136,4 +136,4 @@ def status_text(status: dict[str, Any]) -> str:
     return json.dumps(status)
 
 
-__all__ += ["log_rule", "metrics_text", "status_text"]
+__all__ += ["log_rule", "metrics_text", "status_text", "watching"]

@@ -6,15 +6,18 @@ RSS to 1.1 GB; an endless page reached 2.7 GB within the 5 s timeout.
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import pytest
 from aiohttp import web
 
 from examples.demo.harness import free_port
-from tests.hostile.harness import base_config, guarded, log_rule, sleeper
+from tests.hostile.harness import base_config, guarded, log_rule, sleeper, watching
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -83,3 +86,23 @@ async def test_an_oversized_metrics_page_is_cut_off_and_shown(tmp_path: Path, pa
     print(f"{path}: {error}; the server wrote {server.sent / 2**20:.0f} MiB in all ({watch.summary()})")
     assert events, "no metrics_down event"
     assert "metrics body over 4 MiB" in events[0]["message"]
+
+
+async def test_sigterm_mid_scrape_stops_the_watchdog_within_2_s(tmp_path: Path) -> None:
+    """Before: SIGTERM during the parse of a 50 MB page took 33.9 s (the unit's TimeoutStopSec is 20 s)."""
+    async with HostileMetrics().serve() as server:
+        with sleeper() as worker:
+            cfg = base_config(worker.pid, log_rule(tmp_path), metrics_url=f"{server.url}/huge")
+            cfg["intervals"]["metrics"] = "1s"  # scraping nearly all the time
+            async with watching(cfg) as wd:
+                await wd.wait_status(lambda s: s["targets"][0]["metrics_error"] is not None, within=60)
+                sent = server.sent
+                await wd.wait_status(lambda s: server.sent > sent, within=30)  # a scrape is under way
+                assert wd.proc is not None
+                start = time.monotonic()
+                wd.proc.send_signal(signal.SIGTERM)
+                code = await anyio.to_thread.run_sync(wd.proc.wait, 20)
+                took = time.monotonic() - start
+    print(f"\nSIGTERM mid-scrape: exited with {code} after {took:.2f} s")
+    assert code == 0
+    assert took < 2.0
