@@ -107,11 +107,22 @@ def test_check_refuses_zero_durations_and_says_why(tmp_path: Path) -> None:
 def test_check_warns_of_a_token_written_inline(tmp_path: Path) -> None:
     cfg = write(
         tmp_path / "watchdog.yaml",
-        {"targets": [{"name": "app", "match": {"pid": 1}}], "server": {"token": "inline-t0ken-value"}},
+        {
+            "targets": [{"name": "app", "match": {"pid": 1}}],
+            "server": {"token": "inline-t0ken-value"},
+            "notify": {
+                "webhooks": [
+                    {"url": "http://127.0.0.1:9/h", "headers": {"Authorization": "Bearer x-inline", "X-Env": "prod"}}
+                ]
+            },
+        },
     )
     r = check(cfg, {})
     assert r.returncode == 0, r.stderr
     assert f"warning: {cfg}:{line_of(cfg, 'token')}: server.token: a secret written inline" in r.stderr
+    header = line_of(cfg, "Authorization")
+    assert f"warning: {cfg}:{header}: notify.webhooks[0].headers.Authorization: a secret written inline" in r.stderr
+    assert r.stderr.count("warning:") == 2  # X-Env is no secret
     assert "inline-t0ken-value" not in r.stderr + r.stdout
 
 

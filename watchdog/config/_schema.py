@@ -129,6 +129,12 @@ def positive_because(why: str) -> Callable[[Any], str | None]:
 _HEADER_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
+def _looks_secret(name: str) -> bool:
+    from watchdog.redact import looks_secret
+
+    return looks_secret(name)
+
+
 def header_value_problem(text: str) -> str | None:
     """None when ``text`` can be sent as an HTTP header value, else what is wrong with it."""
     m = _HEADER_BAD.search(text)
@@ -337,7 +343,8 @@ def _convert_scalar(tp: Any, node: Node, key: str, ctx: Context) -> Any:
             if (problem := header_value_problem(text)) is not None:
                 ctx.error(node, key, problem)
                 raise _Invalid
-            if tp is Secret and isinstance(value, str) and text and not _ENV_REF.search(value):
+            secret = tp is Secret or _looks_secret(key.rpartition(".")[2])  # e.g. headers.Authorization
+            if secret and isinstance(value, str) and text and not _ENV_REF.search(value):
                 ctx.warn(node, key, "a secret written inline in the file; write it as '${NAME}' and set NAME in the "
                          "environment (or an EnvironmentFile readable only by the watchdog)")  # fmt: skip
             return HeaderValue(text) if tp is HeaderValue else Secret(text)
