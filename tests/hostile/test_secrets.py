@@ -90,3 +90,6 @@ async def test_no_secret_reaches_a_webhook_the_status_the_log_or_diagnose(
     assert "postgres://***@db.internal:5432/app" in cmdline
     assert "token=***" in status["targets"][0]["metrics_error"]
     assert "matched pid" in log
+    (matched,) = status["targets"][0]["matched"]  # the cmdline match says what it adopted, secrets hidden
+    assert matched.startswith(f"pid {worker.pid} (")
+    assert "--api-key=***" in matched
