@@ -184,3 +184,21 @@ async def test_a_drain_token_aiohttp_refuses_does_not_stop_the_recycle() -> None
     assert steps["SIGTERM"].ok
     assert out.outcome == "recycled"
     assert worker.returncode == -signal.SIGTERM
+
+
+@pytest.mark.anyio
+async def test_a_bearer_token_with_a_cr_is_a_failed_setup_not_a_silent_probe(tmp_path: Path) -> None:
+    """``auth.bearer_env`` is read each time the probe runs, so it is checked then: a visible probe failure."""
+    from watchdog.probes import load_probe, run_probe
+
+    spec = load_probe(
+        write(
+            tmp_path / "probe.yaml",
+            {"name": "p", "kind": "http", "url": "http://127.0.0.1:9/health", "auth": {"bearer_env": "PROBE_TOKEN"}},
+        )
+    )
+    result = await run_probe(spec, env={"PROBE_TOKEN": CR})
+    assert not result.ok
+    assert result.failed_phase == "setup"
+    assert "PROBE_TOKEN (auth.bearer_env) contains a carriage return" in result.reason
+    assert "s3cret" not in result.reason
