@@ -200,5 +200,6 @@ async def test_a_bearer_token_with_a_cr_is_a_failed_setup_not_a_silent_probe(tmp
     result = await run_probe(spec, env={"PROBE_TOKEN": CR})
     assert not result.ok
     assert result.failed_phase == "setup"
+    assert result.reason is not None
     assert "PROBE_TOKEN (auth.bearer_env) contains a carriage return" in result.reason
     assert "s3cret" not in result.reason
