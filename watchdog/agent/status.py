@@ -44,6 +44,7 @@ def status_document(agent: Agent) -> dict[str, Any]:
             {
                 "name": ts.cfg.name,
                 "problem": ts.view.problem if ts.view else None,
+                "matched": ts.view.matched if ts.view else [],  # what a cmdline match adopted, and why
                 "metrics_error": ts.scrape.error if ts.scrape else None,
                 "signals": {k: json_safe(v) for k, v in ts.signals.items()},
                 "last_probe": None
