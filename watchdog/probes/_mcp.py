@@ -36,6 +36,7 @@ class Channel(Protocol):
     transport: str
     session_id: str | None
     protocol_version: str | None
+    resumes: int
 
     @property
     def opened(self) -> bool: ...
@@ -227,10 +228,11 @@ class McpSession:
             raise PhaseError(f"the result does not match {self.spec.match!r}: {excerpt(text, 120)!r}")
         pid = worker_pid(self.worker, result.get("structuredContent"), text)
         self.out.worker_pid = pid
-        if pid is not None:
-            rec.note(f"worker {pid}")
-        elif self.worker is not None:
-            rec.note("the result did not name a worker")
+        notes = [f"worker {pid}"] if pid is not None else ["the result did not name a worker"] if self.worker else []
+        if self.ch.resumes:
+            notes.append(f"answer on a resumed SSE stream ({self.ch.resumes}x GET with Last-Event-ID)")
+        if notes:
+            rec.note("; ".join(notes))
 
     # -- the wire -----------------------------------------------------------------------------------------
     async def _request(

@@ -52,6 +52,8 @@ class StreamableHttpChannel:
         self._timeout = timeout
         self.session_id: str | None = None
         self.protocol_version: str | None = None
+        self.resumes = 0
+        """How many times an answer's stream was resumed (GET with ``Last-Event-ID``) in this session."""
 
     @property
     def opened(self) -> bool:
@@ -94,6 +96,7 @@ class StreamableHttpChannel:
         for _ in range(MAX_RESUMES):
             assert last_id is not None
             await anyio.sleep(retry_ms / 1000)
+            self.resumes += 1
             headers = self._request_headers({**extra, "Accept": "text/event-stream", "Last-Event-ID": last_id})
             headers.pop("Content-Type", None)
             async with self._http.get(self._url, headers=headers, timeout=self._timeout, allow_redirects=False) as resp:

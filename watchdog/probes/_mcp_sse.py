@@ -36,6 +36,7 @@ class SseChannel:
         self._endpoint: str | None = None
         self.session_id: str | None = None
         self.protocol_version: str | None = None
+        self.resumes = 0  # answers come on the one stream of the session: nothing to resume
 
     @property
     def opened(self) -> bool:
