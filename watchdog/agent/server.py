@@ -1,27 +1,35 @@
 """The sidecar's own HTTP server (aiohttp): ``/metrics``, ``/healthz``, ``/v1/status``.
 
-Bound to 127.0.0.1 unless configured otherwise. Nothing here can act on a target; when an endpoint that can
-act is added it must require the configured bearer token.
+Bound to 127.0.0.1 unless configured otherwise. When ``server.token`` is set, every endpoint except
+``/healthz`` (the kubelet's and systemd's liveness check) and ``/metrics`` (Prometheus; it carries no stacks,
+command lines or evidence) requires ``Authorization: Bearer <token>``, compared in constant time. The config
+refuses a listener that is not loopback without a token, so whatever is reachable from the network is
+authenticated; an endpoint added later is covered by the middleware without asking for it.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from watchdog.agent.loop import Agent
 
 AGENT = web.AppKey("agent", Agent)
+LAG_WINDOW = 60.0
+"""``watchdog_loop_lag_seconds`` is the worst lag of the agent's own loop within this many seconds."""
 STALL_AFTER = 2.0
 """/healthz fails when the agent's heartbeat is older than this, or its loop lagged this long in the last 10 s."""
 
 
 async def _metrics(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
-    agent.metrics.loop_lag.set(agent.max_lag)
-    agent.max_lag = 0.0  # the maximum since the last scrape, so short stalls are not lost between scrapes
+    # the worst lag over a fixed trailing minute: every scraper sees the same value, whoever scraped first
+    agent.metrics.loop_lag.set(agent.recent_lag(LAG_WINDOW))
     body = generate_latest(agent.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -40,8 +48,34 @@ async def _status(request: web.Request) -> web.Response:
     return web.Response(text=json.dumps(request.app[AGENT].status(), indent=1), content_type="application/json")
 
 
+OPEN_PATHS = frozenset({"/healthz", "/metrics"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def bearer_auth(token: str) -> Middleware:
+    """Middleware: ``Authorization: Bearer <token>`` on every path but :data:`OPEN_PATHS`, else 401."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in OPEN_PATHS:
+            return await handler(request)
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return web.json_response(
+                {"error": "this endpoint needs 'Authorization: Bearer <server.token>'"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="mcp-watchdog"'},
+            )
+        return await handler(request)
+
+    return check
+
+
 def make_app(agent: Agent) -> web.Application:
-    app = web.Application()
+    token = agent.cfg.server.token
+    app = web.Application(middlewares=[bearer_auth(token)] if token else [])
     app[AGENT] = agent
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
