@@ -114,6 +114,31 @@ async def test_a_stream_that_cannot_be_resumed_fails_plainly() -> None:
     assert failed(r) == ("tools/call", "tools/call: the SSE stream ended before the answer to request 2")
 
 
+async def test_a_retry_longer_than_the_time_left_fails_at_once_and_says_so() -> None:
+    legacy = legacy_server(lambda m: _never())
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.method != "POST":
+            return web.Response(status=405)
+        message = json.loads(await request.read())
+        if message.get("method") != "tools/call":
+            return await legacy(request)
+        resp = sse_response(request)
+        await resp.prepare(request)
+        await resp.write(b"id: p\nretry: 30000\ndata: \n\n")
+        await resp.write_eof()
+        return resp
+
+    t0 = time.monotonic()
+    r = await probe_url(handler, spec(protocol="legacy"))
+    assert time.monotonic() - t0 < 1.0  # not the call's 1 s timeout: the wait was refused up front
+    assert r.reason is not None
+    assert r.reason.startswith(
+        "tools/call: the server closed the answer's SSE stream and asks to wait 30 s before resuming it "
+        "(retry: 30000), longer than the "
+    ), r.reason
+
+
 async def test_a_timed_out_call_is_cancelled_before_the_session_ends() -> None:
     seen: list[str] = []
     cancelled: list[dict[str, Any]] = []

@@ -95,6 +95,12 @@ class StreamableHttpChannel:
         last_id = ended.last_event_id
         for _ in range(MAX_RESUMES):
             assert last_id is not None
+            left = anyio.current_effective_deadline() - anyio.current_time()
+            if retry_ms / 1000 >= left:
+                raise PhaseError(
+                    f"the server closed the answer's SSE stream and asks to wait {retry_ms / 1000:g} s before "
+                    f"resuming it (retry: {retry_ms}), longer than the {max(left, 0):.1f} s left in this phase"
+                )
             await anyio.sleep(retry_ms / 1000)
             self.resumes += 1
             headers = self._request_headers({**extra, "Accept": "text/event-stream", "Last-Event-ID": last_id})
