@@ -56,6 +56,12 @@ def fastmcp_available() -> None:
         pytest.skip(f"fastmcp {fastmcp.__version__} is installed; these tests are for FastMCP 4.x")
 
 
+def _temp_file(prefix: str, suffix: str = "") -> Path:
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=suffix)
+    os.close(fd)
+    return Path(path)
+
+
 @dataclass
 class Peer:
     """One server process on ``port``; ``url`` is its MCP endpoint. ``events`` is a file the FastMCP peer
@@ -69,10 +75,10 @@ class Peer:
     start_timeout: float = 60.0
     ready_lines: int = 0
     """How many "ready" lines the server writes to ``events`` when every process of it is up (FastMCP)."""
-    events: Path = field(default_factory=lambda: Path(tempfile.mkstemp(prefix="peer-events-")[1]))
+    events: Path = field(default_factory=lambda: _temp_file("peer-events-"))
     proc: subprocess.Popen[bytes] | None = None
     _seen: dict[int, psutil.Process] = field(default_factory=dict)
-    _log: Path = field(default_factory=lambda: Path(tempfile.mkstemp(prefix="peer-", suffix=".log")[1]))
+    _log: Path = field(default_factory=lambda: _temp_file("peer-", ".log"))
 
     @property
     def url(self) -> str:
