@@ -31,7 +31,16 @@ from watchdog.config._schema import (
     setting,
     try_parse,
 )
-from watchdog.config._yaml import MappingNode, Node, ScalarNode, SequenceNode, line_of, read_yaml, scalar_value
+from watchdog.config._yaml import (
+    MAX_ALIAS_NODES,
+    MappingNode,
+    Node,
+    ScalarNode,
+    SequenceNode,
+    line_of,
+    read_yaml,
+    scalar_value,
+)
 from watchdog.config.model import (
     BUNDLED_RULES,
     Budget,
@@ -53,6 +62,7 @@ from watchdog.errors import ConfigError
 
 __all__ = [
     "BUNDLED_RULES",
+    "MAX_ALIAS_NODES",
     "Budget",
     "Config",
     "Context",
