@@ -5,7 +5,9 @@ Bound to 127.0.0.1 unless configured otherwise. When ``server.token`` is set, ev
 ``/healthz`` (the kubelet's and systemd's liveness check) and ``/metrics`` (Prometheus; it carries no stacks,
 command lines or evidence) requires ``Authorization: Bearer <token>``, compared in constant time. The config
 refuses a listener that is not loopback without a token, so whatever is reachable from the network is
-authenticated; an endpoint added later is covered by the middleware without asking for it.
+authenticated; an endpoint added later is covered by the middleware without asking for it. Connections are
+capped and timed (``watchdog.agent.listener``) so slow clients cannot starve ``/healthz``; ``/v1/status`` is
+redacted and JSON-safe (``watchdog.redact``).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from watchdog.agent.flames import FlameStore
 from watchdog.agent.history import worker_history
+from watchdog.agent.listener import ConnectionGuard, Listener, listen
 from watchdog.agent.loop import Agent
 from watchdog.agent.page import render_page
+from watchdog.redact import outward
 
 AGENT = web.AppKey("agent", Agent)
 FLAMES = web.AppKey("flames", FlameStore)
@@ -37,12 +41,16 @@ LAG_WINDOW = 60.0
 """``watchdog_loop_lag_seconds`` is the worst lag of the agent's own loop within this many seconds."""
 STALL_AFTER = 2.0
 """/healthz fails when the agent's heartbeat is older than this, or its loop lagged this long in the last 10 s."""
+GUARD = web.AppKey("guard", ConnectionGuard)
 
 
 async def _metrics(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
     # the worst lag over a fixed trailing minute: every scraper sees the same value, whoever scraped first
     agent.metrics.loop_lag.set(agent.recent_lag(LAG_WINDOW))
+    guard = request.app.get(GUARD)
+    if guard is not None:
+        agent.metrics.http_connections.set(guard.open)
     body = generate_latest(agent.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -58,7 +66,8 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _status(request: web.Request) -> web.Response:
-    return web.Response(text=json.dumps(request.app[AGENT].status(), indent=1), content_type="application/json")
+    status = outward(request.app[AGENT].status())  # no secret, no bare Infinity
+    return web.Response(text=json.dumps(status, indent=1), content_type="application/json")
 
 
 async def _flame_records(request: web.Request) -> list[dict[str, object]]:
@@ -71,7 +80,8 @@ async def _flame_records(request: web.Request) -> list[dict[str, object]]:
 
 async def _page(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
-    text = render_page(agent.status(), history=worker_history(agent), flames=await _flame_records(request))
+    status = outward(agent.status())  # redacted as /v1/status is
+    text = render_page(status, history=worker_history(agent), flames=await _flame_records(request))
     return web.Response(text=text, content_type="text/html", headers=_HTML_HEADERS)
 
 
@@ -112,10 +122,17 @@ def bearer_auth(token: str) -> Middleware:
     return check
 
 
-def make_app(agent: Agent, *, flames: FlameStore | None = None) -> web.Application:
-    token = agent.cfg.server.token
-    app = web.Application(middlewares=[bearer_auth(token)] if token else [])
+def make_app(
+    agent: Agent, guard: ConnectionGuard | None = None, *, flames: FlameStore | None = None
+) -> web.Application:
+    srv = agent.cfg.server
+    middlewares: list[Middleware] = [guard.middleware] if guard is not None else []
+    if srv.token:
+        middlewares.append(bearer_auth(srv.token))
+    app = web.Application(middlewares=middlewares, client_max_size=srv.max_body)
     app[AGENT] = agent
+    if guard is not None:
+        app[GUARD] = guard
     if flames is not None:
         app[FLAMES] = flames
     app.router.add_get("/", _page)
@@ -127,9 +144,24 @@ def make_app(agent: Agent, *, flames: FlameStore | None = None) -> web.Applicati
     return app
 
 
-async def start(agent: Agent, listen: str, *, flames: FlameStore | None = None) -> web.AppRunner:
-    host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(agent, flames=flames), access_log=None)
+async def start(agent: Agent, address: str, *, flames: FlameStore | None = None) -> Listener:
+    """Serve on ``address`` (HOST:PORT; port 0 picks one, see ``Listener.port``) until ``cleanup()``."""
+    host, _, port = address.rpartition(":")
+    srv = agent.cfg.server
+    closed = agent.metrics.http_closed
+    guard = ConnectionGuard(
+        srv.max_connections, srv.request_timeout, on_close=lambda reason: closed.labels(reason).inc()
+    )
+    runner = web.AppRunner(
+        make_app(agent, guard, flames=flames),
+        access_log=None,
+        keepalive_timeout=srv.request_timeout,
+        max_line_size=8190,
+        max_field_size=8190,
+    )
     await runner.setup()
-    await web.TCPSite(runner, host.strip("[]"), int(port)).start()
-    return runner
+    try:
+        return await listen(runner, guard, host.strip("[]"), int(port))
+    except BaseException:
+        await runner.cleanup()
+        raise

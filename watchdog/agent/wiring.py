@@ -23,6 +23,7 @@ from watchdog.discovery import WorkerId, still_same
 from watchdog.errors import ConfigError, ConfigErrors
 from watchdog.flamegraph import report_sections
 from watchdog.probes import ProbeSpec, load_probe, run_probe
+from watchdog.redact import REDACTOR
 from watchdog.rules import LoadedRules, load_rules
 
 log = logging.getLogger("watchdog.agent")
@@ -35,11 +36,14 @@ class Loaded:
     cfg: Config
     rules: LoadedRules
     probes: dict[str, list[ProbeSpec]] = field(default_factory=dict)
+    warnings: list[ConfigError] = field(default_factory=list)
+    """What works but should not be so (a secret written inline): printed by ``check``, logged by ``run``."""
 
 
 def load_everything(path: str | os.PathLike[str]) -> Loaded:
     """The config and every file it names, validated together: all errors of all files at once."""
-    cfg = load_config(path)
+    warnings: list[ConfigError] = []
+    cfg = load_config(path, warnings=warnings)
     errors: list[ConfigError] = []
     try:
         rules = load_rules(cfg.rules, stack_patterns=cfg.stacks.patterns)
@@ -68,7 +72,7 @@ def load_everything(path: str | os.PathLike[str]) -> Loaded:
             probes[t.name].append(specs[p])
     if errors:
         raise ConfigErrors(errors)
-    return Loaded(cfg, rules, probes)
+    return Loaded(cfg, rules, probes, warnings)
 
 
 def make_prober(probes: dict[str, list[ProbeSpec]]) -> Prober:
@@ -143,7 +147,10 @@ def build_agent(loaded: Loaded, *, flames: FlameStore | None = None, keeper: Fla
     """The agent; with ``keeper``, every stack look and event is shown to it (flame graphs as evidence; the caller
     runs ``keeper.run`` beside the agent)."""
     cfg = loaded.cfg
+    REDACTOR.add_patterns(cfg.redact.patterns)
     setup_logging(cfg.log.format, cfg.log.level)
+    for w in loaded.warnings:
+        logging.getLogger("watchdog.config").warning("%s", w)
     has_probes = any(loaded.probes.values())
     sampler: StackLooker | KeepingSampler | None = StackLooker(cfg.stacks.patterns) if cfg.stacks.enabled else None
     if sampler is not None and keeper is not None:
