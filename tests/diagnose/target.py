@@ -100,7 +100,7 @@ async def main(mode: str, seconds: float) -> None:
     elif mode == "churn":
         async with anyio.create_task_group() as tg:
             for _ in range(50):
-                tg.start_soon(churn_worker, 200)
+                tg.start_soon(churn_worker, 20)
             ready()
     elif mode == "churn-reuse":
         ready()

@@ -51,7 +51,7 @@ def test_without_locals_a_spin_is_never_more_than_low_confidence(name: str) -> N
     assert any("--locals could not be read (py-spy: Permission Denied)" in e for e in v.evidence)
 
 
-@pytest.mark.parametrize("name", ["churn-py311", "churn-reuse-py311"])
+@pytest.mark.parametrize("name", ["churn-py311", "churn-py313", "churn-reuse-py311"])
 def test_healthy_timeout_churn_is_never_a_spin(name: str) -> None:
     """Thousands of short move_on_after scopes a second whose timeouts fire, at 99 % CPU: never a spin, with
     locals; churn-reuse is one task whose freed scopes' memory is reused (addresses recur)."""

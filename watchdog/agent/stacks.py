@@ -169,13 +169,17 @@ class LookSchedule:
     jumps from below 60 % to 90 % and more. Ordinary jitter under load (CPU hovering around the hot threshold,
     a few sockets coming and going) does not count. A worker that cools down (below half the hot threshold) is
     looked at again as soon as it is hot. A look that left a spin suspect unconfirmed (too few cancel deliveries
-    seen to tell a spin from timeout churn) is followed by another after ``suspect_gap``.
+    seen to tell a spin from timeout churn) is followed by another after ``suspect_gap``, up to ``suspect_relooks``
+    times in a row; after that the worker is backed off like healthy work (a churning worker is not sampled
+    without end).
     Everything gets a look every ``baseline``.
     """
 
     min_gap: float
     baseline: float
     suspect_gap: float = 1.0
+    suspect_relooks: int = 2
+    suspects: int = 0
     last: float = -math.inf
     gap: float = 0.0
     fingerprint: tuple[float, int] | None = None
@@ -215,7 +219,10 @@ class LookSchedule:
         """Record a look and what it found: healthy work backs off, anything else keeps watching closely."""
         self.last = now
         self.fingerprint = self._print(cpu, sockets)
-        healthy = verdict in ("busy", "active", "idle")
-        self.gap = min(self.gap * 2, self.baseline) if healthy else self.min_gap
-        if verdict == "spin_suspect":  # a few more samples decide it: look again soon (the scope is remembered)
+        self.suspects = self.suspects + 1 if verdict == "spin_suspect" else 0
+        # a few more samples decide a suspect: look again soon (the scope is remembered); a suspect that stays
+        # unconfirmed look after look is timeout churn, and is backed off like healthy work
+        healthy = verdict in ("busy", "active", "idle") or self.suspects > self.suspect_relooks
+        self.gap = min(max(self.gap, self.min_gap) * 2, self.baseline) if healthy else self.min_gap
+        if 0 < self.suspects <= self.suspect_relooks:
             self.gap = min(self.min_gap, self.suspect_gap)

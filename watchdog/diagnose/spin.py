@@ -63,6 +63,8 @@ class ScopeEvidence:
         keeps its scope; another scope means the earlier look saw something else, and it is dropped)."""
         if earlier is None or earlier.top is None or self.top is None or earlier.top[0] != self.top[0]:
             return self
+        if earlier.decision() == "churn":  # an earlier look that saw many scopes says nothing for this one
+            return self
         counts = Counter(dict(self.scopes)) + Counter(dict(earlier.scopes))
         return ScopeEvidence(self.dumps + earlier.dumps, self.hits + earlier.hits, tuple(counts.most_common()),
                              self.redelivered + earlier.redelivered, self.looks + earlier.looks,
@@ -88,7 +90,8 @@ class ScopeEvidence:
         if len(self.scopes) == 1:
             return f"py-spy --locals: CancelScope {top[0]} delivered in only {top[1]} of {self.dumps} samples{looks}"
         return (f"py-spy --locals: {self.hits} of {self.dumps} samples{looks} delivering cancellation to "
-                f"{len(self.scopes)} different CancelScopes (most often {top[0]}, {top[1]} times)")  # fmt: skip
+                f"{len(self.scopes)} different CancelScopes"
+                + (f" (most often {top[0]}, {top[1]} times)" if top[1] > 1 else ", each once"))  # fmt: skip
 
 
 def _outer_delivery(frames: tuple[LocalFrame, ...]) -> int | None:
