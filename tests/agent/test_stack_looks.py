@@ -54,6 +54,7 @@ async def test_a_real_spin_is_confirmed_by_its_scope_look_after_look_and_its_cul
     assert last.culprit["file"].endswith("target.py")
     assert last.culprit["share"] >= 0.05
     assert last.verdict["culprit"] == last.culprit
+    assert last.verdict["look_summary"] == last.summary
     assert "culprit swallow at" in last.summary
     assert last.locals_cpu_s > 0
 

@@ -33,11 +33,12 @@ CONFIDENCE = {"low": 1.0, "medium": 2.0, "high": 3.0}
 
 @dataclass(frozen=True)
 class StackLook:
-    """One look's result: the ``signals`` rules read, the ``verdict`` (``verdict_dict``: kind, confidence,
-    evidence, advice, data, culprit), the ``culprit`` alone (``Culprit.to_dict()``, None unless a spin named one)
-    and ``summary``, one line for notifications and alerts ("spin (high): the same CancelScope 0x... re-delivered
-    in 9 of 14 samples over 2 looks; culprit stubborn at app.py:134, 41 %"). ``locals_cpu_s`` is what this look's
-    ``py-spy dump --locals`` series cost (0.0 when none was taken: only windows that look like a spin take one)."""
+    """One look's result: the ``signals`` rules read; the ``verdict`` (``verdict_dict``: kind, confidence,
+    evidence, advice, data, culprit; plus ``look_summary``, the same line as ``summary``); the ``culprit`` alone
+    (``Culprit.to_dict()``, None unless a spin named one); ``summary``, one line for notifications and alerts
+    ("spin (high); the same CancelScope 0x... re-delivered in 9 of 14 samples over 2 looks; culprit stubborn at
+    app.py:134, 41 % of samples"); ``locals_cpu_s``, what this look's ``py-spy dump --locals`` series cost (0.0
+    when none was taken: only windows that look like a spin take one)."""
 
     signals: dict[str, float | None]
     verdict: dict[str, Any]
@@ -120,8 +121,10 @@ class StackLooker:
         main = main_view(thread_views(ev), worker.pid)
         culprit = verdict.culprit.to_dict() if verdict.culprit is not None else None
         cost = ev.locals.cpu_s if ev.locals is not None else 0.0
-        return StackLook(signals_of(verdict, main, self.patterns), verdict_dict(verdict), culprit,
-                         look_summary(verdict), cost)  # fmt: skip
+        summary = look_summary(verdict)
+        # the summary rides in the verdict too, so rule evidence and notifications that attach the verdict carry it
+        return StackLook(signals_of(verdict, main, self.patterns), {**verdict_dict(verdict), "look_summary": summary},
+                         culprit, summary, cost)  # fmt: skip
 
 
 def signals_of(verdict: Verdict, main: Any, patterns: Mapping[str, re.Pattern[str]]) -> dict[str, float | None]:
