@@ -19,14 +19,14 @@ import anyio.to_thread
 from watchdog.diagnose import knowledge
 from watchdog.diagnose.evidence import Poll, ProcessEvidence
 from watchdog.diagnose.report import DiagnoseReport, ProcessReport
-from watchdog.diagnose.spin import enough_seen
+from watchdog.diagnose.spin import enough_seen, scope_evidence
 from watchdog.diagnose.verdicts import Thresholds, evaluate, main_view, state_verdict, thread_views
 from watchdog.errors import InspectError, MetricsUnavailable, ProcessGone
 from watchdog.signals import metrics as prom
 from watchdog.signals.cgroup import read_cgroup_memory
 from watchdog.signals.interpreter import Interpreter, read_interpreter
 from watchdog.signals.process import ProcessInfo, describe, snapshot, thread_names, thread_state, workers_of
-from watchdog.signals.stacks import StackSamples, check_supported, dump_locals, find_py_spy, sample_stacks
+from watchdog.signals.stacks import LocalsSeries, StackSamples, check_supported, dump_locals, find_py_spy, sample_stacks
 
 DEFAULT_DURATION = 2.5
 DEFAULT_RATE = 100
@@ -69,20 +69,39 @@ async def with_locals(
     count: int = DEFAULT_LOCALS_DUMPS,
     seconds: float = DEFAULT_LOCALS_SECONDS,
     thresholds: Thresholds = Thresholds(),  # noqa: B008 - frozen
+    rounds: int = 1,
 ) -> ProcessEvidence:
     """``ev`` plus a series of ``py-spy dump --locals`` when its window looks like a spin (only then: healthy
-    windows pay nothing), so the verdict can see whether one cancel scope is re-delivered. A failure to read
-    locals is kept in ``locals_error``; it never fails the diagnosis."""
+    windows pay nothing), so the verdict can see whether one cancel scope is re-delivered. Up to ``rounds`` series
+    are taken while one scope alone shows, too rarely to decide. A failure to read locals is kept in
+    ``locals_error``; it never fails the diagnosis."""
     main = main_view(thread_views(ev), ev.info.pid)
     if main is None or count <= 0 or state_verdict(ev, thresholds).kind != "spin":
         return ev
-    try:
-        series = await dump_locals(ev.info.pid, count=count, max_seconds=seconds, nonblocking=nonblocking,
-                                   py_spy=py_spy, limiter=limiter, enough=enough_seen(main.tid))  # fmt: skip
-    except InspectError as exc:
-        return dataclasses.replace(ev, locals_error=str(exc))
+    series: LocalsSeries | None = None
+    for _ in range(max(1, rounds)):
+        try:
+            more = await dump_locals(ev.info.pid, count=count, max_seconds=seconds, nonblocking=nonblocking,
+                                     py_spy=py_spy, limiter=limiter, enough=enough_seen(main.tid))  # fmt: skip
+        except InspectError as exc:
+            if series is None:
+                return dataclasses.replace(ev, locals_error=str(exc))
+            break
+        series = more if series is None else joined(series, more)
+        se = scope_evidence(series, main.tid)
+        # another round only while one scope alone was seen, too few times to decide (a spin, seen too rarely)
+        if se is None or se.decision() != "unknown" or len(se.scopes) != 1:
+            break
+    assert series is not None
     error = None if series.dumps else (series.error or "every py-spy dump failed")
     return dataclasses.replace(ev, locals=series, locals_error=error)
+
+
+def joined(a: LocalsSeries, b: LocalsSeries) -> LocalsSeries:
+    """Two dump series of one process as one (``b``'s times shifted after ``a``'s)."""
+    shifted = tuple(dataclasses.replace(d, t=d.t + a.duration_s) for d in b.dumps)
+    return LocalsSeries(a.dumps + shifted, a.asked + b.asked, a.failed + b.failed, b.error or a.error,
+                        round(a.duration_s + b.duration_s, 3), round(a.cpu_s + b.cpu_s, 4))  # fmt: skip
 
 
 async def _collect(
@@ -100,6 +119,7 @@ async def _collect(
     locals_dumps: int = DEFAULT_LOCALS_DUMPS,
     locals_seconds: float = DEFAULT_LOCALS_SECONDS,
     thresholds: Thresholds = Thresholds(),  # noqa: B008 - frozen
+    locals_rounds: int = 2,
 ) -> ProcessEvidence:
     pid, ct = info.pid, info.create_time
     if interpreter is not None:
@@ -158,7 +178,7 @@ async def _collect(
     flight, flight_error = in_flight()
     ev = ProcessEvidence(info, first, last, tuple(polls), stacks, interp, cgroup, names, flight, flight_error)
     return await with_locals(ev, py_spy=py_spy, limiter=limiter, nonblocking=nonblocking, count=locals_dumps,
-                             seconds=locals_seconds, thresholds=thresholds)  # fmt: skip
+                             seconds=locals_seconds, thresholds=thresholds, rounds=locals_rounds)  # fmt: skip
 
 
 async def collect_evidence(
@@ -185,7 +205,8 @@ async def collect_evidence(
     evidence) skips reading its site-packages, and ``first_connections=False`` skips the socket table at the
     window's start (the state verdict reads connections at the end only; the fd-growth finding would need both).
     ``locals_dumps`` and ``locals_seconds`` bound the ``py-spy dump --locals`` series taken when the window looks
-    like a spin (0 dumps: none, and a spin verdict stays at low confidence).
+    like a spin (0 dumps: none, and a spin verdict stays at low confidence); one series per window here (the
+    sidecar builds on its previous look instead), where ``diagnose`` takes a second while undecided.
     """
     info = await anyio.to_thread.run_sync(describe, pid)
     if create_time is not None and abs(info.create_time - create_time) > 0.01:
@@ -195,7 +216,7 @@ async def collect_evidence(
         info, duration=duration, rate=rate, nonblocking=nonblocking, py_spy=exe,
         limiter=limiter or anyio.CapacityLimiter(1), poll_interval=poll_interval,
         in_flight=lambda: (in_flight, None), interpreter=interpreter, first_connections=first_connections,
-        locals_dumps=locals_dumps, locals_seconds=locals_seconds,
+        locals_dumps=locals_dumps, locals_seconds=locals_seconds, locals_rounds=1,
     )  # fmt: skip
 
 
