@@ -53,6 +53,7 @@ class ScopeEvidence:
     redelivered: int = 0
     looks: int = 1
     awaited: tuple[str, ...] = ()
+    lifecycle: float = 0.0  # share of the loop thread's samples entering, leaving or cancelling a scope
 
     @property
     def top(self) -> tuple[str, int] | None:
@@ -68,14 +69,29 @@ class ScopeEvidence:
         counts = Counter(dict(self.scopes)) + Counter(dict(earlier.scopes))
         return ScopeEvidence(self.dumps + earlier.dumps, self.hits + earlier.hits, tuple(counts.most_common()),
                              self.redelivered + earlier.redelivered, self.looks + earlier.looks,
-                             tuple(dict.fromkeys(self.awaited + earlier.awaited)))  # fmt: skip
+                             tuple(dict.fromkeys(self.awaited + earlier.awaited)),
+                             max(self.lifecycle, earlier.lifecycle))  # fmt: skip
 
-    def decision(self, min_same: int = 3, same_share: float = 0.8) -> Literal["same", "churn", "unknown"]:
+    def decision(
+        self, min_same: int = 3, same_share: float = 0.8, strict_same: int = 5, churn_lifecycle: float = 0.2
+    ) -> Literal["same", "churn", "unknown"]:
         """``same``: one scope re-delivered again and again (a spin); ``churn``: deliveries spread over several
-        scopes (timeouts firing in healthy work); ``unknown``: too few deliveries seen to say."""
+        scopes, or one address proven reused (timeouts firing in healthy work); ``unknown``: too few to say.
+
+        A scope is cancelled once, so two *first* deliveries (from ``cancel``/``__enter__``, not re-armed) at one
+        address are two scopes whose memory was reused. Where the samples show scopes being entered and
+        cancelled all the time (``lifecycle`` share at least ``churn_lifecycle``: a spin makes no new scopes,
+        0 % in every recorded spin, 35-63 % in churn), reuse is likely, and ``strict_same`` re-armed deliveries
+        with no first delivery are needed.
+        """
         top = self.top
         if top is not None and top[1] >= min_same and top[1] >= same_share * self.hits:
-            return "same" if self.redelivered * 2 >= top[1] else "churn"
+            first = top[1] - self.redelivered
+            if first >= 2:
+                return "churn"
+            if self.lifecycle >= churn_lifecycle and (first > 0 or top[1] < strict_same):
+                return "churn" if len(self.scopes) >= 2 else "unknown"
+            return "same"
         if len(self.scopes) >= 2 and self.hits >= 2:
             return "churn"
         return "unknown"
@@ -87,6 +103,10 @@ class ScopeEvidence:
             return f"py-spy --locals: no cancel delivery caught in {self.dumps} samples{looks}"
         if self.decision() == "same":
             return f"the same CancelScope {top[0]} re-delivered in {top[1]} of {self.dumps} samples{looks}"
+        first = top[1] - self.redelivered
+        if first >= 2:
+            return (f"py-spy --locals: address {top[0]} delivered in {top[1]} of {self.dumps} samples{looks}, "
+                    f"{first} of them first deliveries: new scopes reusing freed memory")  # fmt: skip
         if len(self.scopes) == 1:
             return f"py-spy --locals: CancelScope {top[0]} delivered in only {top[1]} of {self.dumps} samples{looks}"
         return (f"py-spy --locals: {self.hits} of {self.dumps} samples{looks} delivering cancellation to "
@@ -94,12 +114,25 @@ class ScopeEvidence:
                 + (f" (most often {top[0]}, {top[1]} times)" if top[1] > 1 else ", each once"))  # fmt: skip
 
 
+_LIFECYCLE = re.compile(
+    r"CancelScope\.(?:__enter__|__exit__|__init__|cancel|_timeout)$|(?:^|\.)(?:move_on_after|fail_after)$"
+)
+
+
+def lifecycle_share(stacks: tuple[Stack, ...], samples: int) -> float:
+    """The share of samples creating, entering, leaving or cancelling a cancel scope: what timeout churn does
+    all the time and a spin (one old scope re-delivered) does not."""
+    if samples <= 0:
+        return 0.0
+    return sum(s.count for s in stacks if any(_LIFECYCLE.search(f.name) for f in s.frames)) / samples
+
+
 def _outer_delivery(frames: tuple[LocalFrame, ...]) -> int | None:
     idx = [i for i, f in enumerate(frames) if k.SPIN_FRAME.search(f.frame.name)]
     return idx[-1] if idx else None
 
 
-def scope_evidence(series: LocalsSeries | None, tid: int) -> ScopeEvidence | None:
+def scope_evidence(series: LocalsSeries | None, tid: int, lifecycle: float = 0.0) -> ScopeEvidence | None:
     """The scopes delivered in thread ``tid`` across a series of locals dumps (None when no dump was read)."""
     if series is None or not series.dumps:
         return None
@@ -130,7 +163,8 @@ def scope_evidence(series: LocalsSeries | None, tid: int) -> ScopeEvidence | Non
         return None
     ordered = tuple(scopes.most_common())
     top = ordered[0][0] if ordered else None
-    return ScopeEvidence(seen, sum(scopes.values()), ordered, rearmed[top] if top else 0, 1, tuple(awaited))
+    return ScopeEvidence(seen, sum(scopes.values()), ordered, rearmed[top] if top else 0, 1, tuple(awaited),
+                         lifecycle)  # fmt: skip
 
 
 def enough_seen(tid: int, decisive: int = 6, give_up_after: int = 12) -> Callable[[list[LocalsDump]], bool]:

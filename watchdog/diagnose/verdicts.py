@@ -21,7 +21,7 @@ from typing import Literal
 
 from watchdog.diagnose import knowledge as k
 from watchdog.diagnose.evidence import ProcessEvidence
-from watchdog.diagnose.spin import Culprit, ScopeEvidence, find_culprit, scope_evidence
+from watchdog.diagnose.spin import Culprit, ScopeEvidence, find_culprit, lifecycle_share, scope_evidence
 from watchdog.signals.stacks import Frame, Stack, ThreadStacks
 
 Severity = Literal["critical", "warning", "info"]
@@ -41,6 +41,7 @@ class Thresholds:
     spin_same_min: int = 3  # locals samples showing one scope re-delivered: a spin (medium)
     spin_high_same: int = 5  # ... this many (in one look or consecutive looks): high
     spin_same_share: float = 0.8  # share of the delivery samples that one scope must hold
+    churn_lifecycle: float = 0.2  # share of samples entering/cancelling scopes that marks timeout churn
     machinery_share: float = 0.7  # share of samples in loop machinery that makes a hot loop a spin suspect
     busy_app_share: float = 0.3
     blocked_share: float = 0.6  # share of samples in one non-waiting frame for a blocked loop
@@ -238,16 +239,19 @@ def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds(), earlier: Sc
         )
         if flight:
             ev_lines.append(flight)
-        scopes = scope_evidence(ev.locals, main.tid)
+        scopes = scope_evidence(ev.locals, main.tid, lifecycle_share(main.stacks, main.samples))
         scopes = scopes.merged(earlier) if scopes is not None else None
-        decision = scopes.decision(t.spin_same_min, t.spin_same_share) if scopes is not None else None
+        decision = (scopes.decision(t.spin_same_min, t.spin_same_share, t.spin_high_same, t.churn_lifecycle)
+                    if scopes is not None else None)  # fmt: skip
         if scopes is not None:
             scope_top = scopes.top or (None, 0)
             data.update({"scope": scope_top[0], "scope_samples": scope_top[1], "locals_samples": scopes.dumps,
-                         "distinct_scopes": len(scopes.scopes), "looks": scopes.looks})  # fmt: skip
+                         "distinct_scopes": len(scopes.scopes), "looks": scopes.looks,
+                         "scope_lifecycle_share": round(scopes.lifecycle, 3)})  # fmt: skip
         if decision == "churn":
             assert scopes is not None
-            churn_line = f"{scopes.sentence()}: timeouts firing in healthy work, not a spin"
+            churn_line = (f"{scopes.sentence()}; scopes entered or cancelled in {scopes.lifecycle:.0%} of samples: "
+                          "timeouts firing in healthy work, not a spin")  # fmt: skip
         elif decision == "same" or scopes is None:
             culprit = find_culprit(main.stacks, main.samples, ev.locals, main.tid, scopes)
             advice = spin_advice(ev.info.pid, culprit)
@@ -268,9 +272,10 @@ def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds(), earlier: Sc
             why = ev.locals_error or "no locals were read"
             ev_lines.append(f"py-spy --locals could not be read ({why}): the same scope was not confirmed")
             return Verdict("spin", "critical", "low", summary, tuple(ev_lines), advice, data, culprit, scopes)
-        elif main.share(main.app) >= t.busy_app_share:
-            assert scopes is not None  # too few deliveries seen, and application work advances: not a spin
-            churn_line = f"{scopes.sentence()}; application code in {_pct(main.app, main.samples)}: not a spin"
+        elif main.share(main.app) >= t.busy_app_share or (scopes is not None and scopes.lifecycle >= t.churn_lifecycle):
+            assert scopes is not None  # too few deliveries seen, and work advancing or scopes churning: not a spin
+            churn_line = (f"{scopes.sentence()}; scopes entered or cancelled in {scopes.lifecycle:.0%} of samples, "
+                          f"application code in {_pct(main.app, main.samples)}: not a spin")  # fmt: skip
         else:
             assert scopes is not None
             ev_lines.append(f"{scopes.sentence()}: not enough to tell a spin from timeout churn")
