@@ -70,10 +70,12 @@ async def with_locals(
     seconds: float = DEFAULT_LOCALS_SECONDS,
     thresholds: Thresholds = Thresholds(),  # noqa: B008 - frozen
     rounds: int = 1,
+    give_up_after: int = 12,
 ) -> ProcessEvidence:
     """``ev`` plus a series of ``py-spy dump --locals`` when its window looks like a spin (only then: healthy
     windows pay nothing), so the verdict can see whether one cancel scope is re-delivered. Up to ``rounds`` series
-    are taken while one scope alone shows, too rarely to decide. A failure to read locals is kept in
+    are taken while at most one scope shows, too rarely to decide; a series gives up after ``give_up_after`` dumps
+    without a single cancel delivery. A failure to read locals is kept in
     ``locals_error``; it never fails the diagnosis."""
     main = main_view(thread_views(ev), ev.info.pid)
     if main is None or count <= 0 or state_verdict(ev, thresholds).kind != "spin":
@@ -82,15 +84,16 @@ async def with_locals(
     for _ in range(max(1, rounds)):
         try:
             more = await dump_locals(ev.info.pid, count=count, max_seconds=seconds, nonblocking=nonblocking,
-                                     py_spy=py_spy, limiter=limiter, enough=enough_seen(main.tid))  # fmt: skip
+                                     py_spy=py_spy, limiter=limiter,
+                                     enough=enough_seen(main.tid, give_up_after=give_up_after))  # fmt: skip
         except InspectError as exc:
             if series is None:
                 return dataclasses.replace(ev, locals_error=str(exc))
             break
         series = more if series is None else joined(series, more)
         se = scope_evidence(series, main.tid)
-        # another round only while one scope alone was seen, too few times to decide (a spin, seen too rarely)
-        if se is None or se.decision() != "unknown" or len(se.scopes) != 1:
+        # another round only while at most one scope was seen, too few times to decide (a spin, seen too rarely)
+        if se is None or se.decision() != "unknown" or len(se.scopes) > 1:
             break
     assert series is not None
     error = None if series.dumps else (series.error or "every py-spy dump failed")
@@ -120,6 +123,7 @@ async def _collect(
     locals_seconds: float = DEFAULT_LOCALS_SECONDS,
     thresholds: Thresholds = Thresholds(),  # noqa: B008 - frozen
     locals_rounds: int = 2,
+    locals_give_up: int = DEFAULT_LOCALS_DUMPS,
 ) -> ProcessEvidence:
     pid, ct = info.pid, info.create_time
     if interpreter is not None:
@@ -178,7 +182,8 @@ async def _collect(
     flight, flight_error = in_flight()
     ev = ProcessEvidence(info, first, last, tuple(polls), stacks, interp, cgroup, names, flight, flight_error)
     return await with_locals(ev, py_spy=py_spy, limiter=limiter, nonblocking=nonblocking, count=locals_dumps,
-                             seconds=locals_seconds, thresholds=thresholds, rounds=locals_rounds)  # fmt: skip
+                             seconds=locals_seconds, thresholds=thresholds, rounds=locals_rounds,
+                             give_up_after=locals_give_up)  # fmt: skip
 
 
 async def collect_evidence(
@@ -206,7 +211,8 @@ async def collect_evidence(
     window's start (the state verdict reads connections at the end only; the fd-growth finding would need both).
     ``locals_dumps`` and ``locals_seconds`` bound the ``py-spy dump --locals`` series taken when the window looks
     like a spin (0 dumps: none, and a spin verdict stays at low confidence); one series per window here (the
-    sidecar builds on its previous look instead), where ``diagnose`` takes a second while undecided.
+    sidecar builds on its previous look instead, and gives up after 12 dumps without a delivery), where
+    ``diagnose`` takes a second series while undecided and never gives up early.
     """
     info = await anyio.to_thread.run_sync(describe, pid)
     if create_time is not None and abs(info.create_time - create_time) > 0.01:
@@ -216,7 +222,7 @@ async def collect_evidence(
         info, duration=duration, rate=rate, nonblocking=nonblocking, py_spy=exe,
         limiter=limiter or anyio.CapacityLimiter(1), poll_interval=poll_interval,
         in_flight=lambda: (in_flight, None), interpreter=interpreter, first_connections=first_connections,
-        locals_dumps=locals_dumps, locals_seconds=locals_seconds, locals_rounds=1,
+        locals_dumps=locals_dumps, locals_seconds=locals_seconds, locals_rounds=1, locals_give_up=12,
     )  # fmt: skip
 
 
