@@ -52,6 +52,13 @@ def test_without_locals_a_spin_is_never_more_than_low_confidence(name: str) -> N
 
 
 @pytest.mark.parametrize("name", ["churn-py311", "churn-py313", "churn-reuse-py311"])
+def test_without_locals_churn_is_still_not_a_spin_for_its_samples_show_scopes_churning(name: str) -> None:
+    v = state_verdict(evidence(name, cpu=99.0, locals_error="py-spy dump failed"))
+    assert v.kind in ("busy", "active"), v
+    assert any("could not be read (py-spy dump failed)" in e and "not a spin" in e for e in v.evidence), v.evidence
+
+
+@pytest.mark.parametrize("name", ["churn-py311", "churn-py313", "churn-reuse-py311"])
 def test_healthy_timeout_churn_is_never_a_spin(name: str) -> None:
     """Thousands of short move_on_after scopes a second whose timeouts fire, at 99 % CPU: never a spin, with
     locals; churn-reuse is one task whose freed scopes' memory is reused (addresses recur)."""

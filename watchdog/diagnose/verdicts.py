@@ -239,7 +239,8 @@ def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds(), earlier: Sc
         )
         if flight:
             ev_lines.append(flight)
-        scopes = scope_evidence(ev.locals, main.tid, lifecycle_share(main.stacks, main.samples))
+        lifecycle = lifecycle_share(main.stacks, main.samples)
+        scopes = scope_evidence(ev.locals, main.tid, lifecycle)
         scopes = scopes.merged(earlier) if scopes is not None else None
         decision = (scopes.decision(t.spin_same_min, t.spin_same_share, t.spin_high_same, t.churn_lifecycle)
                     if scopes is not None else None)  # fmt: skip
@@ -248,7 +249,11 @@ def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds(), earlier: Sc
             data.update({"scope": scope_top[0], "scope_samples": scope_top[1], "locals_samples": scopes.dumps,
                          "distinct_scopes": len(scopes.scopes), "looks": scopes.looks,
                          "scope_lifecycle_share": round(scopes.lifecycle, 3)})  # fmt: skip
-        if decision == "churn":
+        if scopes is None and lifecycle >= t.churn_lifecycle:
+            why = ev.locals_error or "no locals were read"
+            churn_line = (f"py-spy --locals could not be read ({why}); scopes entered or cancelled in {lifecycle:.0%} "
+                          "of samples: timeout churn, not a spin")  # fmt: skip
+        elif decision == "churn":
             assert scopes is not None
             churn_line = (f"{scopes.sentence()}; scopes entered or cancelled in {scopes.lifecycle:.0%} of samples: "
                           "timeouts firing in healthy work, not a spin")  # fmt: skip
