@@ -115,6 +115,9 @@ def test_a_scope_seen_in_an_earlier_look_does_not_count_for_another_scope() -> N
     assert b.merged(a) == b
     assert a.merged(a).looks == 2
     assert a.merged(a).top == ("0xaaa", 8)
+    nothing = ScopeEvidence(12, 0)
+    carried = nothing.merged(a)
+    assert (carried.top, carried.dumps, carried.looks) == (("0xaaa", 4), 22, 2)  # neither confirms nor denies
 
 
 def test_the_culprit_is_the_except_line_of_the_task_that_swallows_the_cancellation() -> None:

@@ -61,8 +61,15 @@ class ScopeEvidence:
 
     def merged(self, earlier: ScopeEvidence | None) -> ScopeEvidence:
         """This look's evidence plus an earlier look's, when the earlier one pointed at the same scope (a spin
-        keeps its scope; another scope means the earlier look saw something else, and it is dropped)."""
-        if earlier is None or earlier.top is None or self.top is None or earlier.top[0] != self.top[0]:
+        keeps its scope; another scope means the earlier look saw something else, and it is dropped). A look that
+        caught no delivery at all carries the earlier evidence on, its samples counted."""
+        if earlier is None or earlier.top is None:
+            return self
+        if self.top is None:  # no delivery caught this time: it neither confirms nor denies the earlier scope
+            return ScopeEvidence(self.dumps + earlier.dumps, earlier.hits, earlier.scopes, earlier.redelivered,
+                                 self.looks + earlier.looks, earlier.awaited,
+                                 max(self.lifecycle, earlier.lifecycle))  # fmt: skip
+        if earlier.top[0] != self.top[0]:
             return self
         if earlier.decision() == "churn":  # an earlier look that saw many scopes says nothing for this one
             return self
