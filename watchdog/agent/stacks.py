@@ -78,7 +78,7 @@ class StackLooker:
         *,
         concurrency: int = 2,
         nonblocking: bool = False,
-        locals_dumps: int = 30,
+        locals_dumps: int = 40,
         locals_seconds: float = 2.0,
         remember: float = 30.0,
         clock: Callable[[], float] = time.monotonic,

@@ -211,8 +211,8 @@ async def collect_evidence(
     window's start (the state verdict reads connections at the end only; the fd-growth finding would need both).
     ``locals_dumps`` and ``locals_seconds`` bound the ``py-spy dump --locals`` series taken when the window looks
     like a spin (0 dumps: none, and a spin verdict stays at low confidence); one series per window here (the
-    sidecar builds on its previous look instead, and gives up after 12 dumps without a delivery), where
-    ``diagnose`` takes a second series while undecided and never gives up early.
+    sidecar builds on its previous look instead), where ``diagnose`` takes a second series while undecided.
+    Windows shaped like timeout churn (samples entering and cancelling scopes) are not suspects and take none.
     """
     info = await anyio.to_thread.run_sync(describe, pid)
     if create_time is not None and abs(info.create_time - create_time) > 0.01:
@@ -222,7 +222,7 @@ async def collect_evidence(
         info, duration=duration, rate=rate, nonblocking=nonblocking, py_spy=exe,
         limiter=limiter or anyio.CapacityLimiter(1), poll_interval=poll_interval,
         in_flight=lambda: (in_flight, None), interpreter=interpreter, first_connections=first_connections,
-        locals_dumps=locals_dumps, locals_seconds=locals_seconds, locals_rounds=1, locals_give_up=12,
+        locals_dumps=locals_dumps, locals_seconds=locals_seconds, locals_rounds=1, locals_give_up=locals_dumps,
     )  # fmt: skip
 
 

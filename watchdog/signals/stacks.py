@@ -326,6 +326,16 @@ def parse_dump(text: str, t: float = 0.0) -> LocalsDump:
     return LocalsDump(t, tuple(threads))
 
 
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _children_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -345,8 +355,9 @@ async def dump_locals(
 ) -> LocalsSeries:
     """Up to ``count`` dumps of ``pid`` with locals, ``interval`` apart, for at most ``max_seconds``; stops early
     when ``enough(dumps so far)`` says the question is answered. Never raises for a dump that fails (the series
-    says how many did); raises ``PySpyMissing`` when there is no py-spy, and the mapped ``InspectError`` when the
-    first dump fails for a reason that will not go away (no permission, process gone, not Python)."""
+    says how many did); raises ``PySpyMissing`` when there is no py-spy, ``ProcessGone`` when the process is gone,
+    and the mapped ``InspectError`` when the first two dumps fail for a reason that will not go away (no
+    permission, not Python)."""
     exe = find_py_spy(py_spy, pid=pid)
     if limiter is None:
         return await _dumps(exe, pid, count, interval, max_seconds, nonblocking, enough, per_dump)
@@ -374,7 +385,9 @@ async def _dumps(exe: str, pid: int, count: int, interval: float, max_seconds: f
         if res.returncode != 0:
             stderr = res.stderr.decode(errors="replace")
             exc = classify_failure(pid, res.returncode, stderr)
-            if not dumps and not isinstance(exc, SamplerFailed):
+            gone = isinstance(exc, ProcessGone) and not _exists(pid)
+            # a lasting reason (gone, no permission, not Python) ends the series; one torn or raced dump does not
+            if gone or (not dumps and failed >= 1 and not isinstance(exc, SamplerFailed | ProcessGone)):
                 raise exc
             failed, error = failed + 1, str(exc)[:200]
             continue
