@@ -6,8 +6,10 @@ For each Python found (3.11 here, 3.12 and 3.13 from ``.venv-py3.X``) and each t
 healthy ``churn`` of ``tests/diagnose/target.py``) it measures:
 
 - one dump: wall time and py-spy CPU, plain ``dump --json`` against ``dump --json --locals`` (``--dumps`` each);
-- one look's locals series as the sidecar takes it (``dump_locals`` with the spin check's stop condition, at
-  most 30 dumps within 2 s): dumps taken, wall time, py-spy CPU, and what the scope evidence said.
+- one look's locals series as the sidecar takes it for a spin suspect (``dump_locals`` with the spin check's stop
+  condition, at most 40 dumps within 2 s): dumps taken, wall time, py-spy CPU, what the scope evidence said.
+  The sidecar takes no series at all for a churn-shaped window (its samples show scopes churning); the churn
+  rows force one, to show that even then one scope is never seen re-delivered.
 
 The CPU is py-spy's (the watchdog's cost), read from reaped children's rusage; the target is paused once per
 blocking dump for a part of the wall time shown. Run it on a quiet machine for figures worth quoting.
@@ -58,7 +60,9 @@ async def main(looks: int, dumps: int) -> None:
                 loc_wall, loc_cpu = one_dump_cost(exe, pid, dumps, True)
                 taken, walls, cpus, seen = [], [], [], []
                 for _ in range(looks):
-                    series = await dump_locals(pid, count=30, max_seconds=2.0, enough=enough_seen(pid))
+                    series = await dump_locals(
+                        pid, count=40, max_seconds=2.0, enough=enough_seen(pid, give_up_after=40)
+                    )
                     se = scope_evidence(series, pid)
                     taken.append(len(series.dumps))
                     walls.append(series.duration_s)
