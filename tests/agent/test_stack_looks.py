@@ -71,3 +71,27 @@ async def test_healthy_timeout_churn_is_never_a_spin_look_after_look(version: st
         assert look.verdict["kind"] != "spin", look.summary
         assert look.signals["stack_spin_confidence"] == 0.0
         assert look.culprit is None
+
+
+async def test_the_look_at_a_spinning_demo_worker_names_the_stubborn_tool() -> None:
+    """Through the official SDK under gunicorn: the evidence a rule event carries names the tool and its line."""
+    from examples.demo import inject
+    from examples.demo.harness import DemoServer
+
+    py_spy_path()
+    looker = StackLooker({})
+    with DemoServer(workers=2) as demo:
+        pid = await inject.spin(demo.mcp_url)
+        wid = WorkerId.of(psutil.Process(pid))
+        looks = [await looker.look(wid, 1.0, 100)]
+        while (looks[-1].signals["stack_spin_confidence"] or 0.0) < 2 and len(looks) < 4:
+            looks.append(await looker.look(wid, 1.0, 100))
+    for i, look in enumerate(looks, 1):
+        print(f"\ndemo look {i}: {look.summary}")
+    last = looks[-1]
+    assert last.verdict["kind"] == "spin", last.summary
+    assert last.culprit is not None
+    assert (last.culprit["function"], last.culprit["task"]) == ("stubborn", "stubborn")
+    assert last.culprit["file"].endswith("examples/demo/app.py")
+    assert "culprit stubborn at" in last.summary
+    assert "(task 'stubborn')" in last.summary
