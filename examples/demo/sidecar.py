@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -65,9 +65,21 @@ class Webhooks:
 
 
 class Watchdog:
-    """``python -m watchdog run`` in a subprocess; stopped by pid (SIGTERM, then SIGKILL) even on failure."""
+    """``python -m watchdog run`` in a subprocess; stopped by pid (SIGTERM, then SIGKILL) even on failure.
 
-    def __init__(self, cfg: dict[str, Any], *, extra_args: tuple[str, ...] = (), user: str | None = None) -> None:
+    ``python`` is the interpreter to run (this one by default); ``prefix`` goes before the command, e.g.
+    ``setpriv --reuid=...`` to run it as another user: it then starts in its own readable directory, with no
+    ``PYTHONPATH``, so that it runs the ``watchdog`` installed for ``python`` rather than this checkout.
+    """
+
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        *,
+        extra_args: tuple[str, ...] = (),
+        python: str | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
         self.cfg = cfg
         self.listen = cfg["server"]["listen"]
         self.dir = tempfile.mkdtemp(prefix="watchdog-test-")
@@ -76,8 +88,9 @@ class Watchdog:
         self.log_path = Path(self.dir) / "watchdog.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.extra_args = extra_args
-        self.user = user
-        if user is not None:
+        self.python = python or sys.executable
+        self.prefix = list(prefix)
+        if self.prefix:
             os.chmod(self.dir, 0o755)  # noqa: S103 - the unprivileged watchdog reads its config (no secrets) here
 
     @property
@@ -101,19 +114,13 @@ class Watchdog:
                     await anyio.sleep(0.1)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "watchdog", "run", "-c", str(self.config_path), *self.extra_args]
-        if self.user is not None:
-            import pwd
-
-            ent = pwd.getpwnam(self.user)
-            cmd = ["setpriv", f"--reuid={ent.pw_uid}", f"--regid={ent.pw_gid}", "--clear-groups", *cmd]
+        cmd = [*self.prefix, self.python, "-m", "watchdog", "run", "-c", str(self.config_path), *self.extra_args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.prefix:
+            env.pop("PYTHONPATH", None)
         with self.log_path.open("wb") as log:
             return subprocess.Popen(
-                cmd,
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                cmd, cwd=self.dir if self.prefix else REPO, stdout=log, stderr=subprocess.STDOUT, env=env
             )
 
     async def wait_status(self, pred: Any, within: float) -> dict[str, Any]:
@@ -159,9 +166,9 @@ class Watchdog:
 
 @asynccontextmanager
 async def watching(
-    cfg: dict[str, Any], *, extra_args: tuple[str, ...] = (), user: str | None = None
+    cfg: dict[str, Any], *, extra_args: tuple[str, ...] = (), python: str | None = None, prefix: Sequence[str] = ()
 ) -> AsyncIterator[Watchdog]:
-    wd = Watchdog(cfg, extra_args=extra_args, user=user)
+    wd = Watchdog(cfg, extra_args=extra_args, python=python, prefix=prefix)
     try:
         yield await wd.start()
     except BaseException:

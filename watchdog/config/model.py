@@ -16,8 +16,9 @@ from watchdog.config._schema import Duration, FilePath, Regex, Size, at_least, h
 
 Report = Callable[[str | None, str], None]
 
-BUNDLED_RULES = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"
-"""The default rule pack, used when a config names none (present in a source checkout)."""
+BUNDLED_RULES = Path(__file__).resolve().parents[1] / "rules" / "default.yaml"
+"""The default rule pack, used when a config names none: ``rules/default.yaml``, shipped in the package (a link
+in a source checkout, a copy in the wheel)."""
 
 
 def _signal_name(value: str) -> str | None:
