@@ -57,6 +57,31 @@ async def cpu_percent_over(proc: psutil.Process, seconds: float) -> float:
     return 100.0 * ((t1.user + t1.system) - (t0.user + t0.system)) / (time.monotonic() - w0)
 
 
+def _schedstat(pid: int) -> tuple[int, int]:
+    """Nanoseconds that the main thread of ``pid`` has spent on a CPU and waiting for one (Linux schedstat)."""
+    try:
+        on_cpu, waiting, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except FileNotFoundError:
+        if not Path("/proc/self/schedstat").exists():
+            pytest.skip("/proc/PID/schedstat is missing (a Linux kernel without CONFIG_SCHED_INFO)")
+        raise
+    return int(on_cpu), int(waiting)
+
+
+async def runnable_percent_over(pid: int, seconds: float) -> float:
+    """How much of the next ``seconds`` the main thread of ``pid`` was running or ready to run, in percent.
+
+    A thread that never sleeps (a spinning or crunching event loop) reads ~100 however busy the machine is: time
+    it waits for a core counts. Its CPU share (``cpu_percent_over``) reads less when other work competes for the
+    cores, so a test that asks "is it hot?" asks this instead. An idle thread reads near 0 either way.
+    """
+    c0, q0 = _schedstat(pid)
+    w0 = time.monotonic_ns()
+    await anyio.sleep(seconds)
+    c1, q1 = _schedstat(pid)
+    return 100.0 * ((c1 - c0) + (q1 - q0)) / (time.monotonic_ns() - w0)
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 

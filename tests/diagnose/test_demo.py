@@ -6,8 +6,10 @@ server of its own, since a spinning worker never recovers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
+import aiohttp
 import anyio
 import pytest
 
@@ -60,6 +62,7 @@ async def test_crunch_is_busy_in_crunch_slice_and_never_a_spin(lab: DemoServer) 
 
 
 async def test_block_is_blocked_in_the_tool(lab: DemoServer) -> None:
+    ends = time.monotonic() + 5.0
     pid = await inject.block(lab.mcp_url, 5.0)
     report = await diagnose(pid)
     show(report)
@@ -69,7 +72,15 @@ async def test_block_is_blocked_in_the_tool(lab: DemoServer) -> None:
     assert "block (" in p.state.summary
     assert "app.py" in p.state.summary
     assert report.exit_code == 1
-    await anyio.sleep(3.0)  # let the block end before the next test uses the server
+    # the next test uses the server: wait out the block, then until the worker's loop is seen running again
+    await anyio.sleep(max(0.0, ends - time.monotonic()))
+    with anyio.fail_after(30):
+        while True:
+            async with aiohttp.ClientSession() as s, s.get(lab.metrics_url) as r:
+                lag = inject.scrape_gauge(await r.text(), "watchdog_guard_loop_lag_seconds")
+            if lag.get(pid, 0.0) < 0.5:
+                break
+            await anyio.sleep(0.2)
 
 
 async def test_leak_gives_a_memory_growth_finding(lab: DemoServer) -> None:

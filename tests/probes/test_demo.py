@@ -18,7 +18,7 @@ import pytest
 
 from examples.demo import inject
 from examples.demo.harness import DemoServer, free_port
-from tests.conftest import cpu_percent_over
+from tests.conftest import runnable_percent_over
 from watchdog.config import Duration
 from watchdog.probes import (
     HANDSHAKE_VERSIONS,
@@ -200,10 +200,10 @@ async def test_what_a_probe_sees_on_a_spinning_worker(demo_one_worker: DemoServe
     url = demo_one_worker.mcp_url
     healthy = [(await run_probe(ECHO, url=url)).latency_s for _ in range(5)]
     pid = await inject.spin(url)
-    cpu = await cpu_percent_over(psutil.Process(pid), 2.0)
+    cpu = await runnable_percent_over(pid, 2.0)  # running, or waiting for a core on a busy machine
     results = [await run_probe(ECHO, url=url) for _ in range(5)]
     print(
-        f"\nspinning worker {pid} at {cpu:.0f} % CPU: probes "
+        f"\nspinning worker {pid} running or runnable {cpu:.0f} % of the time: probes "
         f"{['PASS' if r.ok else 'FAIL ' + (r.reason or '') for r in results]}, "
         f"latency {[round(r.latency_s * 1000, 1) for r in results]} ms "
         f"(healthy before: {[round(s * 1000, 1) for s in healthy]} ms)"
