@@ -113,6 +113,7 @@ async def test_sigterm_drains_one_worker_while_the_other_serves() -> None:
             pid = next(iter(busy))
             other = next(p for p in demo.worker_pids() if p != pid)
             drains_before = demo.log_text().count(DRAIN_STARTED)
+            worker = psutil.Process(pid)  # before it can exit: wait() then returns at once if it is gone
             sent = time.monotonic()
             os.kill(pid, signal.SIGTERM)
             with anyio.fail_after(30):  # logged once its listener is closed: from then on it accepts nothing new
@@ -138,7 +139,7 @@ async def test_sigterm_drains_one_worker_while_the_other_serves() -> None:
             draining = inject.scrape_gauge(text, "watchdog_guard_draining")
         result = outcome["result"]
         assert isinstance(result, dict)
-        exited = await anyio.to_thread.run_sync(lambda: psutil.Process(pid).wait(timeout=30))
+        exited = await anyio.to_thread.run_sync(lambda: worker.wait(timeout=30))
         took = time.monotonic() - sent
         log = await wait_for_log(demo, f"Worker (pid:{pid}) was sent")
         print(
@@ -187,11 +188,12 @@ async def test_sigterm_ends_an_open_sse_stream_cleanly_and_the_worker_exits(demo
     ):
         assert r.status == 200
         first = await r.content.readline()  # "event: endpoint"
+        worker = psutil.Process(pid)
         sent = time.monotonic()
         os.kill(pid, signal.SIGTERM)
         rest = await r.content.read()  # returns at the end of the stream; raises if the connection breaks
         ended = time.monotonic() - sent
-    exited = await anyio.to_thread.run_sync(lambda: psutil.Process(pid).wait(timeout=30))
+    exited = await anyio.to_thread.run_sync(lambda: worker.wait(timeout=30))
     took = time.monotonic() - sent
     log = await wait_for_log(demo_one_worker, f"Worker (pid:{pid}) was sent")
     print(
