@@ -150,7 +150,10 @@ async def test_sigterm_drains_one_worker_while_the_other_serves() -> None:
         )
         assert result["pid"] == pid
         assert result["status"] == 200
-        assert served_by == [other] * 10, "every new call was served, by the worker that is not draining"
+        # by the other worker, or by the replacement gunicorn starts once the drained one has exited
+        assert len(served_by) == 10
+        assert pid not in served_by, "every new call was served, by a worker that is not draining"
+        assert other in served_by
         assert refused == 0
         assert [status for status, _ in statuses] == [200] * 10, "nothing refused: the drained worker stopped accepting"
         assert draining.get(pid) == 1
