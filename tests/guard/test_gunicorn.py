@@ -119,6 +119,10 @@ async def test_sigterm_drains_one_worker_while_the_other_serves() -> None:
             with anyio.fail_after(30):  # logged once its listener is closed: from then on it accepts nothing new
                 while demo.log_text().count(DRAIN_STARTED) == drains_before:  # noqa: ASYNC110 - a log to poll
                     await anyio.sleep(0.05)
+            text = await wait_for_scrape(  # published within 0.5 s; seen before the drain ends and the files go
+                demo.metrics_url, lambda t: inject.scrape_gauge(t, "watchdog_guard_draining").get(pid) == 1, within=15
+            )
+            draining = inject.scrape_gauge(text, "watchdog_guard_draining")
             served_by: list[int] = []
             refused = 0
             for _ in range(10):  # new work during the drain: the drained worker stopped accepting, the other takes it
@@ -133,10 +137,6 @@ async def test_sigterm_drains_one_worker_while_the_other_serves() -> None:
                 for _ in range(10):
                     async with s.post(demo.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}) as r:
                         statuses.append((r.status, r.headers.get("Retry-After")))
-            text = await wait_for_scrape(
-                demo.metrics_url, lambda t: inject.scrape_gauge(t, "watchdog_guard_draining").get(pid) == 1, within=15
-            )
-            draining = inject.scrape_gauge(text, "watchdog_guard_draining")
         result = outcome["result"]
         assert isinstance(result, dict)
         exited = await anyio.to_thread.run_sync(lambda: worker.wait(timeout=30))
