@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from watchdog.discovery import ChildIndex, _proc_pids
+from watchdog.discovery import ChildIndex
 
 CHILD = "import time; time.sleep(300)"
 
@@ -49,7 +50,8 @@ def test_it_finds_what_psutil_finds_and_follows_a_child_that_exits(parent: psuti
 
 def test_only_new_pids_and_orphans_are_read_and_everything_again_when_the_map_ages(parent: psutil.Process) -> None:
     now = [0.0]
-    table = [_proc_pids()]
+    # a table of processes that live through the test (the machine's own come and go)
+    table = [frozenset({1, os.getpid(), parent.pid, *(c.pid for c in parent.children())})]
     index = ChildIndex(max_age=30.0, clock=lambda: now[0], list_pids=lambda: table[0])
     first = pids(index.children(parent))
     everything = index.reads
