@@ -1,15 +1,19 @@
 """Sidecar overhead: demo throughput with the watchdog watching 4 workers at default intervals, against without.
 
 Phases alternate, A B A B ... A: A without the watchdog, B with it. Before each B a fresh watchdog starts and
-warms up under the same load for ``--warmup`` seconds (unmeasured), so that its stack-look schedule has backed
-off as it does in its steady state; it is stopped after B. Each B is compared with the mean of the two A phases
-around it, so drift over the run (another job on the machine, the server warming up) hits both sides of every
-ratio; the figure is the median of those ratios with their spread (min-max). The watchdog's CPU (py-spy
-children included) is summed over the B phases; its peak RSS is the kernel's high-water mark (VmHWM).
-(Pausing one watchdog with SIGSTOP between phases was tried and rejected: its stack looks then bunch up in
-the phases it runs, overstating its cost about threefold.)
+warms up under the same load for ``--warmup`` seconds (unmeasured), and it is stopped after B. Each B is
+compared with the mean of the two A phases around it, so drift over the run (another job on the machine, the
+server warming up) hits both sides of every ratio; the figure is the median of those ratios with their spread
+(min-max). (Pausing one watchdog with SIGSTOP between phases was tried and rejected: its stack looks then bunch
+up in the phases it runs, overstating its cost about threefold.)
+
+The watchdog's own CPU (py-spy children included) is measured apart, over ``--cpu-window`` seconds of one
+watchdog under load after ``--cpu-warmup`` seconds: a short window would over- or under-count its stack looks,
+which come every ``stacks.baseline`` (60 s) per worker once they have backed off. Its peak RSS is the kernel's
+high-water mark (VmHWM) over every watchdog of the run.
 
     .venv/bin/python -m bench.sidecar_overhead [--rounds 4] [--seconds 8] [--clients 16] [--workers 4] [--warmup 30]
+                                               [--cpu-warmup 80] [--cpu-window 120]
 """
 
 from __future__ import annotations
@@ -76,7 +80,9 @@ def watchdog_config(demo: DemoServer) -> dict[str, Any]:
     return cfg
 
 
-async def main(rounds: int, seconds: float, clients: int, workers: int, warmup: float) -> None:
+async def main(
+    rounds: int, seconds: float, clients: int, workers: int, warmup: float, cpu_warmup: float, cpu_window: float
+) -> None:
     fig = Figures()
     with DemoServer(workers=workers) as demo:
 
@@ -92,20 +98,31 @@ async def main(rounds: int, seconds: float, clients: int, workers: int, warmup: 
             await wd.start()
             try:
                 assert wd.proc is not None
-                proc = psutil.Process(wd.proc.pid)
                 await run_load(demo.mcp_url, clients=clients, seconds=warmup)  # into its steady state
-                cpu0, t0 = _tree_cpu(proc), time.monotonic()
                 await phase("with")
-                fig.wd_cpu_seconds += _tree_cpu(proc) - cpu0
-                fig.wd_wall_seconds += time.monotonic() - t0
-                fig.peak_rss.append(_peak_rss(proc.pid))
+                fig.peak_rss.append(_peak_rss(wd.proc.pid))
             finally:
                 wd.stop()
             await phase("without")
-    report(fig, rounds, seconds, clients, workers, warmup)
+        wd = Watchdog(watchdog_config(demo))
+        await wd.start()
+        try:
+            assert wd.proc is not None
+            proc = psutil.Process(wd.proc.pid)
+            await run_load(demo.mcp_url, clients=clients, seconds=cpu_warmup)
+            cpu0, t0 = _tree_cpu(proc), time.monotonic()
+            await run_load(demo.mcp_url, clients=clients, seconds=cpu_window)
+            fig.wd_cpu_seconds = _tree_cpu(proc) - cpu0
+            fig.wd_wall_seconds = time.monotonic() - t0
+            fig.peak_rss.append(_peak_rss(proc.pid))
+        finally:
+            wd.stop()
+    report(fig, rounds, seconds, clients, workers, warmup, cpu_warmup)
 
 
-def report(fig: Figures, rounds: int, seconds: float, clients: int, workers: int, warmup: float) -> None:
+def report(
+    fig: Figures, rounds: int, seconds: float, clients: int, workers: int, warmup: float, cpu_warmup: float
+) -> None:
     ratios = fig.ratios()
     cpu_share = 100 * fig.wd_cpu_seconds / fig.wd_wall_seconds
     print(f"\nSidecar overhead: demo server with {workers} workers, {clients} clients calling echo; phases of "
@@ -119,7 +136,8 @@ def report(fig: Figures, rounds: int, seconds: float, clients: int, workers: int
           f"{spread:>13}  >= 0.97 (ratio: median of B / mean of the As beside it)")  # fmt: skip
     pw, pwo = statistics.median(fig.p99["with"]) * 1000, statistics.median(fig.p99["without"]) * 1000
     print(f"{'echo p99 (ms, median)':30} {pwo:10.1f} {pw:10.1f} {pw / pwo:7.3f}")
-    print(f"{'watchdog CPU (% of a core)':30} {'':10} {cpu_share:10.2f} {'':7}  {'':13}  <= 1   (py-spy included)")
+    print(f"{'watchdog CPU (% of a core)':30} {'':10} {cpu_share:10.2f} {'':7}  {'':13}  <= 1   (py-spy included; "
+          f"{fig.wd_wall_seconds:.0f} s under load after {cpu_warmup:g} s)")  # fmt: skip
     print(f"{'watchdog peak RSS (MB)':30} {'':10} {max(fig.peak_rss) / 1e6:10.1f} {'':7}  {'':13}  <= 50")
     print(f"\nper phase, calls/s without: {[round(x) for x in fig.without]}, with: {[round(x) for x in fig.with_wd]}; "
           f"ratios {[round(r, 3) for r in ratios]}")  # fmt: skip
@@ -132,5 +150,7 @@ if __name__ == "__main__":
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--warmup", type=float, default=30.0)
+    p.add_argument("--cpu-warmup", type=float, default=80.0)
+    p.add_argument("--cpu-window", type=float, default=120.0)
     a = p.parse_args()
-    anyio.run(main, a.rounds, a.seconds, a.clients, a.workers, a.warmup)
+    anyio.run(main, a.rounds, a.seconds, a.clients, a.workers, a.warmup, a.cpu_warmup, a.cpu_window)
