@@ -5,7 +5,9 @@ warms up under the same load for ``--warmup`` seconds (unmeasured), and it is st
 compared with the mean of the two A phases around it, so drift over the run (another job on the machine, the
 server warming up) hits both sides of every ratio; the figure is the median of those ratios with their spread
 (min-max). (Pausing one watchdog with SIGSTOP between phases was tried and rejected: its stack looks then bunch
-up in the phases it runs, overstating its cost about threefold.)
+up in the phases it runs, overstating its cost about threefold.) With the defaults each B starts when the look
+schedule takes a round of looks (at 0, 10, 30 s, then every 60 s per worker): 4 looks in 8 s, so the ratio is
+pessimistic; ``--seconds 60`` covers a whole look period per phase, at about three times the run time.
 
 The watchdog's own CPU (py-spy children included) is measured apart, over ``--cpu-window`` seconds of one
 watchdog under load after ``--cpu-warmup`` seconds: a short window would over- or under-count its stack looks,
