@@ -174,7 +174,8 @@ def readable_install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reada
     try:
         root.chmod(0o755)
         src = tmp_path_factory.mktemp("readable-src")  # a copy, so that building leaves nothing in the clone
-        shutil.copytree(REPO / "watchdog", src / "watchdog", ignore=shutil.ignore_patterns("__pycache__"))
+        for folder in ("watchdog", "rules", "probes"):  # the wheel carries rules/ and probes/ as package data
+            shutil.copytree(REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
         for name in ("pyproject.toml", "README.md"):
             shutil.copy(REPO / name, src / name)
         venv = root / "venv"
