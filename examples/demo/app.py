@@ -32,6 +32,7 @@ routing), ``DEMO_MAX_CONNECTIONS`` (requests in progress per worker, default 64)
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -77,6 +78,11 @@ class _State:
     leaked: list[bytes] = []  # noqa: RUF012 - module-level state is the point of a leak
     unclosed: list[aiohttp.ClientSession] = []  # noqa: RUF012
 
+
+# One plain line per log record, like gunicorn's own: the SDK configures a rich handler (80 columns, wrapped) when
+# rich is importable, and a fault lab's log is read by people and tests alike. basicConfig here wins; the SDK's
+# call after it then changes nothing.
+logging.basicConfig(level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
 
 mcp = MCPServer("mcp-watchdog-demo", instructions="A fault lab: each tool reproduces a real production failure.")
 # Seed 000's fix: callers wait for one of DOWNSTREAM_LIMIT slots (backpressure). Exported as

@@ -123,7 +123,7 @@ async def test_the_shipped_tools_list_and_http_probes_pass(stateless_demo: DemoS
     assert r.ok, r.reason
     tools_list = r.phase("tools/list")
     assert tools_list is not None
-    assert tools_list.detail == "7 tools"
+    assert tools_list.detail == "8 tools"
     r = await run_probe(load_probe(REPO / "probes" / "http-health.yaml"), url=f"{stateless_demo.url}/health")
     assert r.ok, r.reason
     assert r.worker_pid in stateless_demo.worker_pids()
@@ -137,7 +137,8 @@ async def test_an_unknown_tool(stateless_demo: DemoServer) -> None:
     r = await run_probe(echo(tool="nope", match=None), url=stateless_demo.mcp_url)
     assert r.failed_phase == "tools/list"
     assert r.reason == (
-        "tools/list: tool 'nope' is not listed (7 tools: echo, crunch, stubborn, leak, downstream, block, churn)"
+        "tools/list: tool 'nope' is not listed "
+        "(8 tools: echo, crunch, stubborn, leak, downstream, block, churn, timeouts)"
     )
 
 
