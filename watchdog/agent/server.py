@@ -1,19 +1,24 @@
-"""The sidecar's own HTTP server (aiohttp): ``/metrics``, ``/healthz``, ``/v1/status``.
+"""The sidecar's own HTTP server (aiohttp): ``/metrics``, ``/healthz``, ``/v1/status``, ``/v1/alertmanager``.
 
-Bound to 127.0.0.1 unless configured otherwise. Nothing here can act on a target; when an endpoint that can
-act is added it must require the configured bearer token.
+Bound to 127.0.0.1 unless configured otherwise. The one endpoint that can act, ``POST /v1/alertmanager`` (an
+Alertmanager webhook receiver, served when ``server.alertmanager_webhook`` is on), requires ``server.token``;
+it answers at once and leaves the acting to the agent.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from watchdog.actions.inbound import MAX_BODY, BadWebhook, authorized, parse_webhook
+from watchdog.agent.alerting import AlertInbox
 from watchdog.agent.loop import Agent
 
 AGENT = web.AppKey("agent", Agent)
+INBOX = web.AppKey("inbox", AlertInbox)
 STALL_AFTER = 2.0
 """/healthz fails when the agent's heartbeat is older than this, or its loop lagged this long in the last 10 s."""
 
@@ -40,18 +45,55 @@ async def _status(request: web.Request) -> web.Response:
     return web.Response(text=json.dumps(request.app[AGENT].status(), indent=1), content_type="application/json")
 
 
-def make_app(agent: Agent) -> web.Application:
+def _refuse(count: Callable[[str, int], None], status: int, outcome: str, message: str) -> web.Response:
+    count(outcome, 1)
+    headers = {"WWW-Authenticate": 'Bearer realm="watchdog"'} if status == 401 else None
+    return web.json_response({"status": "error", "error": message}, status=status, headers=headers)
+
+
+async def _alertmanager(request: web.Request) -> web.Response:
+    inbox = request.app[INBOX]
+    count = inbox.count
+    if not authorized(request.headers.get("Authorization"), inbox.token):
+        return _refuse(count, 401, "unauthorized", "missing or wrong credentials (Bearer <server.token>)")
+    if request.content_type != "application/json":
+        return _refuse(count, 415, "unsupported_media_type", f"expected application/json, got {request.content_type}")
+    if (request.content_length or 0) > MAX_BODY:
+        return _refuse(count, 413, "too_large", f"the body is over {MAX_BODY} bytes")
+    body = await request.content.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        return _refuse(count, 413, "too_large", f"the body is over {MAX_BODY} bytes")
+    try:
+        payload = parse_webhook(body)
+    except BadWebhook as exc:
+        return _refuse(count, 400, "bad_request", str(exc))
+    accepted, skipped = inbox.inbound.requests(payload)
+    for outcome, n in skipped.items():
+        count(outcome, n)
+    queued = [r for r in accepted if inbox.submit(r)]
+    count("accepted", len(queued))
+    if len(queued) < len(accepted):
+        count("overflow", len(accepted) - len(queued))
+    return web.json_response(
+        {"status": "accepted", "acting_on": [r.summary for r in queued], "ignored": dict(skipped)}, status=202
+    )
+
+
+def make_app(agent: Agent, inbox: AlertInbox | None = None) -> web.Application:
     app = web.Application()
     app[AGENT] = agent
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/v1/status", _status)
+    if inbox is not None:
+        app[INBOX] = inbox
+        app.router.add_post("/v1/alertmanager", _alertmanager)
     return app
 
 
-async def start(agent: Agent, listen: str) -> web.AppRunner:
+async def start(agent: Agent, listen: str, inbox: AlertInbox | None = None) -> web.AppRunner:
     host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(agent), access_log=None)
+    runner = web.AppRunner(make_app(agent, inbox), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host.strip("[]"), int(port)).start()
     return runner

@@ -29,6 +29,7 @@ from watchdog.config._schema import (
 from watchdog.config._yaml import MappingNode, Node, ScalarNode, SequenceNode, line_of, read_yaml, scalar_value
 from watchdog.config.model import (
     BUNDLED_RULES,
+    Alertmanager,
     Budget,
     Config,
     Intervals,
@@ -46,6 +47,7 @@ from watchdog.config.units import format_duration, format_size, parse_duration, 
 
 __all__ = [
     "BUNDLED_RULES",
+    "Alertmanager",
     "Budget",
     "Config",
     "Context",
