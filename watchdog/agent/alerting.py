@@ -39,6 +39,17 @@ def generator_url(cfg: Config) -> str:
     return f"http://{host}:{port}/v1/status"
 
 
+def export_zeros(metrics: AgentMetrics, targets: list[str]) -> None:
+    """Serve at 0, from the start, the counter series ``deploy/prometheus/mcp-watchdog.rules.yml`` reads:
+    ``increase()`` over a series that first appears at 1 sees nothing, so the first event would be missed."""
+    for name in targets:
+        metrics.budget_denied.labels(name)
+    for outcome in ("recycled", "failed"):
+        metrics.actions.labels("recycle", outcome)
+    for outcome in ("sent", "failed"):
+        metrics.notifications.labels(outcome)
+
+
 class AlertInbox:
     """A bounded queue between the webhook handler (``submit``, never blocks) and the agent (``run``)."""
 
@@ -97,6 +108,7 @@ class Alerting:
             generator_url=generator_url(cfg),
             metrics=metrics.alertmanager,
         )
+        export_zeros(metrics, [t.name for t in cfg.targets])
         self.inbox: AlertInbox | None = None
         if cfg.server.alertmanager_webhook and cfg.server.token:
             names = {self.instance, os.uname().nodename, cfg.server.listen, cfg.notify.external_labels.get("pod", "")}
