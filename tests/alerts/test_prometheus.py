@@ -42,11 +42,9 @@ MISSING_PID = 4194303  # the top of Linux's pid range: a target that is never fo
 
 def test_promtool_checks_and_unit_tests_pass() -> None:
     promtool = binary("promtool", "prometheus")
-    for argv in (["check", "rules", str(RULES_YML)], ["test", "rules", str(RULES_TEST)]):
-        proc = subprocess.run([promtool, *argv], capture_output=True, text=True, timeout=60)
+    for argv in (["check", "rules", RULES_YML], ["test", "rules", RULES_TEST], ["check", "config", PROMETHEUS_YML]):
+        proc = subprocess.run([promtool, *map(str, argv)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    proc = subprocess.run([promtool, "check", "config", str(PROMETHEUS_YML)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     amtool = binary("amtool", "prometheus-alertmanager")
     proc = subprocess.run([amtool, "check-config", str(ALERTMANAGER_YML)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -89,9 +87,9 @@ def _watchdog_config(alertmanager_url: str) -> dict[str, Any]:
 
 
 async def test_every_metric_the_rules_name_is_served_by_a_live_watchdog() -> None:
-    async with watching(_watchdog_config(f"http://127.0.0.1:{free_port()}")) as wd:
-        async with aiohttp.ClientSession() as http, http.get(f"{wd.url}/metrics") as r:
-            text = await r.text()
+    cfg = _watchdog_config(f"http://127.0.0.1:{free_port()}")
+    async with watching(cfg) as wd, aiohttp.ClientSession() as http, http.get(f"{wd.url}/metrics") as r:
+        text = await r.text()
     families = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
     samples = [line for line in text.splitlines() if line and not line.startswith("#")]
     for name, matchers in _selectors():
