@@ -85,6 +85,7 @@ def test_only_new_firing_alerts_for_this_instance_and_a_known_target_become_requ
         alert(fingerprint="ok1", target="demo"),
         alert(fingerprint="ok2", target="demo", watchdog_action="recycle", pid="41", pod="pod-a"),
         alert(fingerprint="ok3", target="demo", instance="10.0.0.5:8000"),
+        alert(fingerprint="ok4", target="demo", instance="10.9.9.9:8000", pod="pod-a"),
         alert("resolved", fingerprint="r", target="demo"),
         alert(fingerprint="p", target="demo", pod="pod-b"),
         alert(fingerprint="i", target="demo", instance="10.0.0.6:8000"),
@@ -98,13 +99,14 @@ def test_only_new_firing_alerts_for_this_instance_and_a_known_target_become_requ
         ("ok1", "diagnose", None),
         ("ok2", "recycle", 41),
         ("ok3", "diagnose", None),
+        ("ok4", "diagnose", None),
     ]
     assert got[0].summary == "Alertmanager alert McpHighLatency asks to diagnose demo the target"
     assert dict(skipped) == {"resolved": 1, "other_instance": 2, "unknown_target": 1, "invalid": 3}
     # Alertmanager re-sends the group every group_interval: the same (fingerprint, startsAt) is acted on once
     again, skipped = inbound.requests(payload)
     assert again == []
-    assert skipped["duplicate"] == 3
+    assert skipped["duplicate"] == 4
     # the same alert firing anew (another startsAt) is a new request
     anew, _ = inbound.requests(webhook(alert(fingerprint="ok1", starts="2026-12-01T11:00:00Z", target="demo")))
     assert len(anew) == 1

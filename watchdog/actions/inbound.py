@@ -7,7 +7,8 @@ to ``Inbound.requests``, which keeps what the watchdog should act on:
 - only ``firing`` alerts (a resolved one asks for nothing);
 - label ``watchdog_action``: ``diagnose`` (the default) or ``recycle``; label ``target`` naming a configured
   target (required); label ``pid`` optional;
-- not meant for another instance: a ``pod`` or ``instance`` label naming something other than this watchdog;
+- not meant for another instance: a ``pod`` label naming another pod, or (without ``pod``) an ``instance`` label
+  naming another host or address;
 - new: Alertmanager re-sends a whole group every ``group_interval``, so an alert is acted on once per
   (``fingerprint``, ``startsAt``).
 
@@ -115,9 +116,11 @@ class Inbound:
         self.counts: Counter[str] = Counter()
 
     def _for_us(self, labels: Mapping[str, str]) -> bool:
+        # a `pod` label decides alone: a Prometheus alert about the server's pod carries the server's scrape
+        # address as `instance` (pod IP and port), which the watchdog cannot know as its own
         pod = labels.get("pod")
-        if pod and pod not in self.names:
-            return False
+        if pod:
+            return pod in self.names
         instance = labels.get("instance")
         return not instance or instance in self.names or instance.rpartition(":")[0] in self.names
 

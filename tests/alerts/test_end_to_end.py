@@ -1,0 +1,234 @@
+"""``watchdog run`` with a real Alertmanager: alerts out (firing, resolved, expired, held while it is down) and in.
+
+The spin test runs the demo under gunicorn; the others watch a plain Python process with a rule that always
+holds, which is all they need to have an alert to send.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+
+from examples.demo import inject
+from examples.demo.harness import REPO, DemoServer, free_port
+from examples.demo.sidecar import Watchdog, Webhooks, watching
+from tests.alerts.harness import Alertmanager, alertmanager_config, running_alertmanager
+from tests.conftest import py_spy_path
+from tests.sidecar.harness import demo_config
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(240)]
+
+TOKEN = "am-to-watchdog-token"
+ALWAYS = """\
+rules:
+  - name: target-has-a-worker
+    description: Holds while the target runs (a test rule that always fires).
+    severity: warning
+    when: {all: [target_workers >= 1]}
+    actions: [log]
+"""
+OUTAGE = float(os.environ.get("ALERTS_OUTAGE_SECONDS", "8"))
+"""How long the Alertmanager stays down in the outage test (ALERTS_OUTAGE_SECONDS=120 for the README figure)."""
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Webhooks]:
+    async with Webhooks().serve() as hooks:
+        yield hooks
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A Python process to watch (and to diagnose), stopped by pid."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def _always_config(tmp: Path, pid: int, am_url: str, **extra: Any) -> dict[str, Any]:
+    (tmp / "always.yaml").write_text(ALWAYS)
+    cfg: dict[str, Any] = {
+        "targets": [{"name": "app", "match": {"pid": pid}, "workers": "self"}],
+        "rules": [str(tmp / "always.yaml")],
+        "server": {"listen": f"127.0.0.1:{free_port()}"},
+        "intervals": {"process": "0.5s"},
+        "stacks": {"enabled": False},
+        "notify": {"alertmanagers": [{"url": am_url, "timeout": "1s"}], "resend_interval": "1s"},
+        "log": {"format": "json", "level": "info"},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def _time(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+async def _poll_alerts(am: Alertmanager, name: str, pred: Any, within: float) -> list[dict[str, Any]]:
+    """Poll Alertmanager's API (it has no push channel to a test) until ``pred`` holds, for ``within`` seconds."""
+    with anyio.fail_after(within):
+        while not pred(found := await am.alerts(name)):  # noqa: ASYNC110 - see docstring
+            await anyio.sleep(0.05)
+    return found
+
+
+async def _metric(wd: Watchdog, name: str, **labels: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(f"{wd.url}/metrics") as r:
+        text = await r.text()
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + "{", name + " ")) and all(w in line for w in want)
+    )
+
+
+async def test_spin_alert_is_in_alertmanager_within_5_s_and_resolves_after_the_recycle(
+    demo: DemoServer, receiver: Webhooks
+) -> None:
+    py_spy_path()
+    am_cfg = alertmanager_config(receiver_url=receiver.url, watchdog_url="http://127.0.0.1:9", token_file="/dev/null")
+    async with running_alertmanager(am_cfg) as am:
+        cfg = demo_config(
+            demo,
+            None,
+            target={"probes": [str(REPO / "probes" / "demo-echo.yaml")], "probe_url": demo.mcp_url},
+            notify={"alertmanagers": [{"url": am.url}], "resend_interval": "2s", "external_labels": {"pod": "demo-0"}},
+        )
+        async with watching(cfg) as wd:
+            pid = await inject.spin(demo.mcp_url)
+            (alert,) = await _poll_alerts(
+                am, "cancel-delivery-spin", lambda a: any(x["labels"].get("worker") == str(pid) for x in a), 60
+            )
+            visible = time.time() - _time(alert["startsAt"])
+            print(f"\nspin on worker {pid}: rule firing -> visible in Alertmanager {visible * 1000:.0f} ms")
+            assert visible < 5.0
+            labels = alert["labels"]
+            assert labels["severity"] == "critical"
+            assert labels["target"] == "demo"
+            assert labels["pod"] == "demo-0"
+            assert labels["instance"] == os.uname().nodename
+            assert alert["annotations"]["advice"].startswith("Recycle now")
+            assert "cpu_percent" in alert["annotations"]["evidence"]
+            assert alert["generatorURL"] == f"{wd.url}/v1/status"
+            # the recycle ends the worker: its alert resolves, and Alertmanager says so to the receiver
+            note = await receiver.wait_for(
+                lambda n: n["status"] == "resolved" and any(a["labels"].get("worker") == str(pid) for a in n["alerts"]),
+                within=90,
+            )
+            recycled = [e for e in (await wd.status())["events"] if e["kind"] == "recycle" and e["worker"] == pid]
+            assert recycled, "resolved without a recycle"
+            print(f"resolved delivered: {note['alerts'][0]['endsAt']}")
+            assert pid not in demo.worker_pids()
+
+
+async def test_a_stopped_watchdog_lets_its_alert_expire(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], receiver: Webhooks
+) -> None:
+    am_cfg = alertmanager_config(receiver_url=receiver.url, watchdog_url="http://127.0.0.1:9", token_file="/dev/null")
+    async with running_alertmanager(am_cfg) as am, watching(_always_config(tmp_path, sleeper.pid, am.url)) as wd:
+        await _poll_alerts(am, "target-has-a-worker", lambda a: len(a) == 1, within=20)
+        assert wd.proc is not None
+        wd.proc.send_signal(signal.SIGSTOP)
+        stopped = time.time()
+        try:
+            note = await receiver.wait_for(lambda n: n["status"] == "resolved", within=30)
+            (alert,) = note["alerts"]
+            ends = _time(alert["endsAt"])
+            print(f"\nwatchdog stopped: alert endsAt {ends - stopped:.1f} s later, resolved delivered after "
+                  f"{time.time() - stopped:.1f} s")  # fmt: skip
+            assert ends - stopped <= 4 * 1.0 + 1.0  # endsAt = last send + 4 x resend_interval
+            assert await am.alerts("target-has-a-worker") == []
+        finally:
+            wd.proc.send_signal(signal.SIGCONT)
+
+
+async def test_alertmanager_down_does_not_stall_the_watchdog_and_alerts_arrive_when_it_is_back(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], receiver: Webhooks
+) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    async with watching(_always_config(tmp_path, sleeper.pid, url)) as wd, aiohttp.ClientSession() as http:
+        start = time.monotonic()
+        worst = 0.0
+        while time.monotonic() - start < OUTAGE:  # the outage: /healthz answers 200 quickly throughout
+            t0 = time.monotonic()
+            async with http.get(f"{wd.url}/healthz") as r:
+                assert r.status == 200, await r.text()
+            worst = max(worst, time.monotonic() - t0)
+            await anyio.sleep(0.25)
+        errors = await _metric(wd, "watchdog_alertmanager_request_errors_total")
+        failed = await _metric(wd, "watchdog_alertmanager_alerts_failed_total")
+        assert errors >= 2
+        assert failed >= 1
+        am_cfg = alertmanager_config(receiver_url=receiver.url, watchdog_url=wd.url, token_file="/dev/null")
+        async with running_alertmanager(am_cfg, port=port) as am:
+            back = time.monotonic()
+            await _poll_alerts(am, "target-has-a-worker", lambda a: len(a) == 1, within=20)
+            arrived = time.monotonic() - back
+        print(
+            f"\nAlertmanager down {OUTAGE:.0f} s: /healthz 200 throughout (slowest {worst * 1000:.0f} ms), "
+            f"{errors:.0f} failed requests, {failed:.0f} alerts not delivered; back -> alert in {arrived:.2f} s"
+        )
+
+
+async def test_alertmanager_routes_an_alert_to_the_watchdog_which_acts_once(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], receiver: Webhooks
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    cfg = _always_config(
+        tmp_path,
+        sleeper.pid,
+        "http://127.0.0.1:9",
+        server={"listen": f"127.0.0.1:{free_port()}", "token": TOKEN, "alertmanager_webhook": True},
+        notify={},
+    )
+    async with watching(cfg) as wd:
+        am_cfg = alertmanager_config(receiver_url=receiver.url, watchdog_url=wd.url, token_file=str(token_file))
+        am_cfg["route"]["routes"][0]["repeat_interval"] = "1s"  # re-send the group every second
+        async with running_alertmanager(am_cfg) as am, aiohttp.ClientSession() as http:
+            alert = {
+                "labels": {"alertname": "McpServerSlow", "watchdog_action": "diagnose", "target": "app",
+                           "pid": str(sleeper.pid), "severity": "warning"},
+                "annotations": {"summary": "p99 over 2 s"},
+            }  # fmt: skip
+            async with http.post(f"{am.url}/api/v2/alerts", json=[alert]) as r:
+                assert r.status == 200
+            with anyio.fail_after(30):
+                while await _metric(wd, "watchdog_alertmanager_inbound_total", outcome="duplicate") < 2:  # noqa: ASYNC110
+                    await anyio.sleep(0.2)  # metrics of another process: polled, bounded
+            delivered = await am.metric("alertmanager_notifications_total")
+            events = [e for e in (await wd.status())["events"] if e["kind"] == "alert_acted"]
+            print(f"\ninbound: Alertmanager sent {delivered:.0f} notifications, the watchdog acted "
+                  f"{len(events)} time(s): {events[0]['message'] if events else None}")  # fmt: skip
+            assert len(events) == 1
+            assert "McpServerSlow" in events[0]["message"]
+            assert events[0]["worker"] == sleeper.pid
+
+    # a wrong token: refused with 401, counted by both sides, nothing acted on
+    token_file.write_text("wrong\n")
+    async with watching(cfg) as wd:
+        am_cfg = alertmanager_config(receiver_url=receiver.url, watchdog_url=wd.url, token_file=str(token_file))
+        async with running_alertmanager(am_cfg) as am, aiohttp.ClientSession() as http:
+            async with http.post(f"{am.url}/api/v2/alerts", json=[alert]) as r:
+                assert r.status == 200
+            with anyio.fail_after(30):
+                while await am.metric("alertmanager_notifications_failed_total") < 1:  # noqa: ASYNC110
+                    await anyio.sleep(0.2)  # metrics of another process: polled, bounded
+            assert await _metric(wd, "watchdog_alertmanager_inbound_total", outcome="unauthorized") >= 1
+            assert [e for e in (await wd.status())["events"] if e["kind"] == "alert_acted"] == []
