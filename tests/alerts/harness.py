@@ -105,14 +105,14 @@ class Alertmanager(Server):
         return found
 
 
-def alertmanager_config(*, receiver_url: str, watchdog_url: str, token_file: str) -> dict[str, Any]:
+def alertmanager_config(*, receiver_url: str, watchdog_url: str, credentials_file: str) -> dict[str, Any]:
     """``deploy/alertmanager/alertmanager.yml`` with the test's URLs, token file and short intervals."""
     cfg: dict[str, Any] = yaml.safe_load(ALERTMANAGER_YML.read_text())
     for r in cfg["receivers"]:
         for hook in r.get("webhook_configs", []):
             if r["name"] == "mcp-watchdog":
                 hook["url"] = f"{watchdog_url}/v1/alertmanager"
-                hook["http_config"]["authorization"]["credentials_file"] = token_file
+                hook["http_config"]["authorization"]["credentials_file"] = credentials_file
             else:
                 hook["url"] = receiver_url
     short = {"group_wait": "200ms", "group_interval": "1s", "repeat_interval": "1h"}
