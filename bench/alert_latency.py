@@ -30,9 +30,7 @@ async def main(runs: int) -> None:
     resolved: list[float] = []
     with DemoServer(workers=2) as demo:
         async with Webhooks().serve() as hooks:
-            am_cfg = alertmanager_config(
-                receiver_url=hooks.url, watchdog_url="http://127.0.0.1:9", credentials_file="/dev/null"
-            )
+            am_cfg = alertmanager_config(receiver_url=hooks.url)
             async with running_alertmanager(am_cfg) as am:
                 cfg: dict[str, Any] = {
                     "targets": [{

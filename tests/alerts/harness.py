@@ -105,7 +105,9 @@ class Alertmanager(Server):
         return found
 
 
-def alertmanager_config(*, receiver_url: str, watchdog_url: str, credentials_file: str) -> dict[str, Any]:
+def alertmanager_config(
+    *, receiver_url: str, watchdog_url: str = "http://127.0.0.1:9", credentials_file: str = "/dev/null"
+) -> dict[str, Any]:
     """``deploy/alertmanager/alertmanager.yml`` with the test's URLs, token file and short intervals."""
     cfg: dict[str, Any] = yaml.safe_load(ALERTMANAGER_YML.read_text())
     for r in cfg["receivers"]:

@@ -101,9 +101,7 @@ async def test_spin_alert_is_in_alertmanager_within_5_s_and_resolves_after_the_r
     demo: DemoServer, receiver: Webhooks
 ) -> None:
     py_spy_path()
-    am_cfg = alertmanager_config(
-        receiver_url=receiver.url, watchdog_url="http://127.0.0.1:9", credentials_file="/dev/null"
-    )
+    am_cfg = alertmanager_config(receiver_url=receiver.url)
     async with running_alertmanager(am_cfg) as am:
         cfg = demo_config(
             demo,
@@ -141,9 +139,7 @@ async def test_spin_alert_is_in_alertmanager_within_5_s_and_resolves_after_the_r
 async def test_a_stopped_watchdog_lets_its_alert_expire(
     tmp_path: Path, sleeper: subprocess.Popen[bytes], receiver: Webhooks
 ) -> None:
-    am_cfg = alertmanager_config(
-        receiver_url=receiver.url, watchdog_url="http://127.0.0.1:9", credentials_file="/dev/null"
-    )
+    am_cfg = alertmanager_config(receiver_url=receiver.url)
     async with running_alertmanager(am_cfg) as am, watching(_always_config(tmp_path, sleeper.pid, am.url)) as wd:
         await _poll_alerts(am, "target-has-a-worker", lambda a: len(a) == 1, within=20)
         assert wd.proc is not None
@@ -179,7 +175,7 @@ async def test_alertmanager_down_does_not_stall_the_watchdog_and_alerts_arrive_w
         failed = await _metric(wd, "watchdog_alertmanager_alerts_failed_total")
         assert errors >= 2
         assert failed >= 1
-        am_cfg = alertmanager_config(receiver_url=receiver.url, watchdog_url=wd.url, credentials_file="/dev/null")
+        am_cfg = alertmanager_config(receiver_url=receiver.url, watchdog_url=wd.url)
         async with running_alertmanager(am_cfg, port=port) as am:
             back = time.monotonic()
             await _poll_alerts(am, "target-has-a-worker", lambda a: len(a) == 1, within=20)

@@ -102,9 +102,7 @@ async def test_every_metric_the_rules_name_is_served_by_a_live_watchdog() -> Non
 
 
 async def test_prometheus_scrapes_the_watchdog_and_its_alert_reaches_alertmanager(receiver: Webhooks) -> None:
-    am_cfg = alertmanager_config(
-        receiver_url=receiver.url, watchdog_url="http://127.0.0.1:9", credentials_file="/dev/null"
-    )
+    am_cfg = alertmanager_config(receiver_url=receiver.url)
     async with running_alertmanager(am_cfg) as am, watching(_watchdog_config(am.url)) as wd:
         t0 = time.monotonic()
         async with running_prometheus(wd.listen, am.port):

@@ -68,9 +68,7 @@ async def receiver() -> AsyncIterator[Webhooks]:
 
 
 async def test_fired_alert_is_visible_with_its_labels_and_resolved_is_delivered(receiver: Webhooks) -> None:
-    cfg = alertmanager_config(
-        receiver_url=receiver.url, watchdog_url="http://127.0.0.1:9", credentials_file="/dev/null"
-    )
+    cfg = alertmanager_config(receiver_url=receiver.url)
     async with running_alertmanager(cfg) as am, aiohttp.ClientSession() as http, anyio.create_task_group() as tg:
         reg = CollectorRegistry()
         sink = _sink(am.url, AlertmanagerMetrics(reg))
@@ -109,9 +107,7 @@ async def test_fired_alert_is_visible_with_its_labels_and_resolved_is_delivered(
 
 
 async def test_alert_expires_by_itself_when_the_sender_stops(receiver: Webhooks) -> None:
-    cfg = alertmanager_config(
-        receiver_url=receiver.url, watchdog_url="http://127.0.0.1:9", credentials_file="/dev/null"
-    )
+    cfg = alertmanager_config(receiver_url=receiver.url)
     async with running_alertmanager(cfg) as am, aiohttp.ClientSession() as http:
         sink = _sink(am.url, AlertmanagerMetrics(CollectorRegistry()), resend_interval=0.5)
         key, alert = _alert()
@@ -146,9 +142,7 @@ async def test_alertmanager_down_never_blocks_and_alerts_arrive_once_it_is_back(
                 await anyio.sleep(0.05)
         errors = _value(reg, "watchdog_alertmanager_request_errors_total", url)
         assert errors >= 2  # the first attempt and its retry
-        cfg = alertmanager_config(
-            receiver_url=receiver.url, watchdog_url="http://127.0.0.1:9", credentials_file="/dev/null"
-        )
+        cfg = alertmanager_config(receiver_url=receiver.url)
         async with running_alertmanager(cfg, port=port) as am:
             back = time.monotonic()
             await _wait_alerts(am, "cancel-delivery-spin", lambda a: len(a) == 1, within=10)
