@@ -2,7 +2,8 @@
 
 Per target: at most one recycle at a time; at most ``max_recycles`` within a sliding ``window``; never leave
 fewer than ``min_healthy_workers`` healthy workers; and per worker a ``cooldown`` between recycles. The budget
-takes the time as an argument, so it is tested with plain numbers.
+takes the time as an argument, so it is tested with plain numbers; the actuator gives it wall-clock seconds, so
+its ledger (``to_json``/``restore``) survives a restart of the watchdog.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Policy:
 class Decision:
     allowed: bool
     reason: str
+    busy: bool = False  # refused only because another recycle of the target is under way: worth waiting for
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -48,7 +50,9 @@ class Budget:
         s = self._state[target]
         self._expire(s, p, now)
         if s.in_progress is not None:
-            return Decision(False, f"a recycle of worker {s.in_progress} is already in progress on this target")
+            return Decision(
+                False, f"a recycle of worker {s.in_progress} is already in progress on this target", busy=True
+            )
         if len(s.recent) >= p.max_recycles:
             oldest = s.recent[0]
             return Decision(
@@ -79,6 +83,36 @@ class Budget:
 
     def release(self, target: str) -> None:
         self._state[target].in_progress = None
+
+    def in_progress(self, target: str) -> str | None:
+        return self._state[target].in_progress
+
+    def to_json(self) -> dict[str, dict[str, object]]:
+        """The ledger per target (recycle times, last recycle per worker), for the state file."""
+        return {
+            name: {"recent": list(s.recent), "last_by_worker": dict(s.last_by_worker)}
+            for name, s in self._state.items()
+        }
+
+    def restore(self, saved: dict[str, object], now: float) -> int:
+        """Take back a saved ledger for the targets still configured (anything malformed is skipped).
+
+        Returns how many recycles it brought back within their windows.
+        """
+        n = 0
+        for name, entry in saved.items():
+            s, p = self._state.get(name), self.policies.get(name)
+            if s is None or p is None or not isinstance(entry, dict):
+                continue
+            recent = entry.get("recent")
+            if isinstance(recent, list):
+                s.recent.extend(sorted(float(t) for t in recent if isinstance(t, int | float) and t <= now))
+            last = entry.get("last_by_worker")
+            if isinstance(last, dict):
+                s.last_by_worker.update({str(w): float(t) for w, t in last.items() if isinstance(t, int | float)})
+            self._expire(s, p, now)
+            n += len(s.recent)
+        return n
 
     def used(self, target: str, now: float) -> int:
         s = self._state[target]

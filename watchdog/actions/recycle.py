@@ -56,7 +56,7 @@ class Step:
 class RecycleOutcome:
     worker: WorkerId
     steps: list[Step] = field(default_factory=list)
-    outcome: str = "pending"  # recycled | aborted | failed | dry_run
+    outcome: str = "pending"  # recycled | aborted | failed | dry_run (terminated: exited, replacement pending)
     replacement: int | None = None
 
     def to_json(self) -> dict[str, object]:
@@ -94,7 +94,15 @@ class Recycler:
         dry_run: bool = False,
         replacement: ReplacementCheck | None = None,
         http: aiohttp.ClientSession | None = None,
+        on_signal: Callable[[str], None] | None = None,
     ) -> RecycleOutcome:
+        """Drain, SIGTERM, grace, SIGKILL, then await the replacement.
+
+        Once the first signal is sent the sequence up to SIGKILL runs shielded from cancellation (bounded by
+        the drain wait and the grace): a watchdog asked to stop mid-recycle finishes it rather than leave the
+        worker draining at 100 % CPU with nobody to kill it. ``on_signal`` hears each signal's name as it is
+        sent (the actuator records SIGTERM in its state file, so a restarted watchdog can finish the job).
+        """
         out = RecycleOutcome(worker)
         t0 = self._clock()
 
@@ -112,33 +120,76 @@ class Recycler:
 
         if plan.drain_url is not None and http is not None:
             await self._drain_url(plan, worker, http, step)
-        if plan.drain_signal is not None and not self._signal(worker, plan.drain_signal, step):
-            out.outcome = "aborted"
-            return out
-        if plan.drain_url is not None or plan.drain_signal is not None:
-            exited = await self._wait_exit(worker, plan.drain_wait)
-            step("drain_wait", f"{'exited' if exited else 'still running'} after drain wait {plan.drain_wait:g} s")
-            if exited:
-                return await self._finish(out, worker, replacement, step)
-
-        if not self._signal(worker, signal.SIGTERM, step):
-            out.outcome = "aborted"
-            return out
-        if await self._wait_exit(worker, plan.grace):
-            step("exited", "exited after SIGTERM")
-        else:
-            step("grace", f"still running {plan.grace:g} s after SIGTERM", ok=False)
-            if not self._signal(worker, signal.SIGKILL, step):
-                # the identity check failed: it exited (or was replaced) between the wait and the kill
-                return await self._finish(out, worker, replacement, step)
-            if not await self._wait_exit(worker, 5.0):
-                step("kill", "still present 5 s after SIGKILL", ok=False)
-                out.outcome = "failed"
+        bound = plan.drain_wait + plan.grace + 10.0
+        with anyio.CancelScope(shield=True), anyio.move_on_after(bound):
+            if plan.drain_signal is not None and not self._signal(worker, plan.drain_signal, step, on_signal):
+                out.outcome = "aborted"
                 return out
-            step("exited", "exited after SIGKILL")
+            if plan.drain_url is not None or plan.drain_signal is not None:
+                exited = await self._wait_exit(worker, plan.drain_wait)
+                step("drain_wait", f"{'exited' if exited else 'still running'} after drain wait {plan.drain_wait:g} s")
+                if exited:
+                    out.outcome = "terminated"
+            if out.outcome != "terminated":
+                if not self._signal(worker, signal.SIGTERM, step, on_signal):
+                    out.outcome = "aborted"
+                    return out
+                if not await self._terminate(worker, plan.grace, step, on_signal):
+                    out.outcome = "failed"
+                    return out
         return await self._finish(out, worker, replacement, step)
 
-    def _signal(self, worker: WorkerId, sig: int, step: Callable[..., None]) -> bool:
+    async def resume(self, worker: WorkerId, plan: RecyclePlan, *, term_sent_ago: float | None) -> RecycleOutcome:
+        """Finish a recycle that a previous run of the watchdog began and did not end (it was killed).
+
+        ``term_sent_ago``: seconds since that run sent SIGTERM, or None if it had not yet. The rest of the grace
+        is honoured, then SIGKILL; the identity check makes sure that only the very same worker is signalled.
+        """
+        out = RecycleOutcome(worker)
+        t0 = self._clock()
+
+        def step(name: str, detail: str, ok: bool = True) -> None:
+            out.steps.append(Step(name, self._clock() - t0, detail, ok))
+
+        if not self._identity(worker):
+            step("identity", f"pid {worker.pid} is gone or reused: nothing left to finish", ok=False)
+            out.outcome = "aborted"
+            return out
+        grace = plan.grace
+        if term_sent_ago is None:
+            if not self._signal(worker, signal.SIGTERM, step):
+                out.outcome = "aborted"
+                return out
+        else:
+            grace = max(0.0, plan.grace - term_sent_ago)
+            step(
+                "resumed",
+                f"SIGTERM was sent {term_sent_ago:.1f} s ago by the previous run; {grace:.1f} s of grace left",
+            )
+        with anyio.CancelScope(shield=True):
+            done = await self._terminate(worker, grace, step)
+        out.outcome = "recycled" if done else "failed"
+        return out
+
+    async def _terminate(
+        self, worker: WorkerId, grace: float, step: Callable[..., None], on_signal: Callable[[str], None] | None = None
+    ) -> bool:
+        """After SIGTERM: wait ``grace``, then SIGKILL. False if the worker outlived even SIGKILL."""
+        if await self._wait_exit(worker, grace):
+            step("exited", "exited after SIGTERM")
+            return True
+        step("grace", f"still running {grace:g} s after SIGTERM", ok=False)
+        if not self._signal(worker, signal.SIGKILL, step, on_signal):
+            return True  # the identity check failed: it exited (or was replaced) between the wait and the kill
+        if not await self._wait_exit(worker, 5.0):
+            step("kill", "still present 5 s after SIGKILL", ok=False)
+            return False
+        step("exited", "exited after SIGKILL")
+        return True
+
+    def _signal(
+        self, worker: WorkerId, sig: int, step: Callable[..., None], on_signal: Callable[[str], None] | None = None
+    ) -> bool:
         """Send ``sig`` after re-checking identity; False (and nothing sent) if the worker is not the same."""
         name = signal.Signals(sig).name
         if not self._identity(worker):
@@ -153,6 +204,8 @@ class Recycler:
             step(name, f"permission denied signalling pid {worker.pid}", ok=False)
             return False
         step(name, f"sent to pid {worker.pid}")
+        if on_signal is not None:
+            on_signal(name)
         return True
 
     async def _wait_exit(self, worker: WorkerId, seconds: float) -> bool:
@@ -182,6 +235,8 @@ class Recycler:
         replacement: ReplacementCheck | None,
         step: Callable[..., None],
     ) -> RecycleOutcome:
+        if out.outcome == "failed":
+            return out
         if replacement is None:
             out.outcome = "recycled"
             return out

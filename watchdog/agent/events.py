@@ -56,6 +56,22 @@ class EventLog:
     def recent(self) -> list[Event]:
         return list(self._events)
 
+    def restore(self, saved: list[dict[str, Any]]) -> None:
+        """Take back events a previous run saved (oldest first), before any new one; ids continue after them."""
+        last = 0
+        for doc in saved[-(self._events.maxlen or len(saved)) :]:
+            try:
+                event = Event(
+                    str(doc["kind"]), str(doc["message"]), target=doc.get("target"), worker=doc.get("worker"),
+                    rule=doc.get("rule"), severity=str(doc.get("severity", "info")),
+                    evidence=dict(doc.get("evidence") or {}), id=int(doc["id"]), time=float(doc["time"]),
+                )  # fmt: skip
+            except (KeyError, TypeError, ValueError):
+                continue
+            self._events.append(event)
+            last = max(last, event.id)
+        self._ids = itertools.count(last + 1)
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and the event's fields when there is one."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 
@@ -115,12 +117,13 @@ class AgentMetrics:
         )
         self.loop_lag = Gauge(
             "watchdog_loop_lag_seconds",
-            "Maximum lag of the watchdog's own event loop since the last scrape.",
+            "Worst lag of the watchdog's own event loop within the last minute (the same for every scraper).",
             registry=r,
         )
         self.stack_seconds = Counter(
             "watchdog_stack_sampling_seconds_total", "Wall time spent sampling stacks.", registry=r
         )
+        self.paused = Gauge("watchdog_paused", "1 while the pause switch holds every action to a dry run.", registry=r)
         self.stack_looks = Counter(
             "watchdog_stack_looks_total",
             "Stack looks taken, by why (stalled, changed, hot, baseline).",
@@ -128,3 +131,9 @@ class AgentMetrics:
             registry=r,
         )
         self.alertmanager = AlertmanagerMetrics(r)
+
+    @staticmethod
+    def remove_series(metric: Gauge, *labels: str) -> None:
+        """Drop one labelled series (a worker that is gone), if it exists."""
+        with contextlib.suppress(KeyError):
+            metric.remove(*labels)

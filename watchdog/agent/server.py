@@ -19,14 +19,16 @@ from watchdog.agent.loop import Agent
 
 AGENT = web.AppKey("agent", Agent)
 INBOX = web.AppKey("inbox", AlertInbox)
+LAG_WINDOW = 60.0
+"""``watchdog_loop_lag_seconds`` is the worst lag of the agent's own loop within this many seconds."""
 STALL_AFTER = 2.0
 """/healthz fails when the agent's heartbeat is older than this, or its loop lagged this long in the last 10 s."""
 
 
 async def _metrics(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
-    agent.metrics.loop_lag.set(agent.max_lag)
-    agent.max_lag = 0.0  # the maximum since the last scrape, so short stalls are not lost between scrapes
+    # the worst lag over a fixed trailing minute: every scraper sees the same value, whoever scraped first
+    agent.metrics.loop_lag.set(agent.recent_lag(LAG_WINDOW))
     body = generate_latest(agent.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

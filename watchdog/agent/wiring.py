@@ -9,9 +9,11 @@ from typing import Any
 import aiohttp
 import anyio
 
+from watchdog.actions.actuator import Diagnoser
 from watchdog.agent.events import setup_logging
-from watchdog.agent.loop import Agent, Diagnoser, Prober, ProbeRun
+from watchdog.agent.loop import Agent
 from watchdog.agent.stacks import StackLooker
+from watchdog.agent.world import Prober, ProbeRun
 from watchdog.config import Config, Target, load_config
 from watchdog.diagnose import diagnose
 from watchdog.discovery import WorkerId, still_same

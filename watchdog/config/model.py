@@ -236,6 +236,17 @@ class Config:
     targets: list[Target] = setting(doc="The servers to watch.")
     rules: list[FilePath] = setting(doc="Rule pack files; the bundled `rules/default.yaml` when empty.", factory=list)
     dry_run: bool = setting(False, doc="Shadow mode: evaluate and record every action as 'would have', act on none.")
+    state_dir: str | None = setting(
+        None,
+        doc="Directory for `state.json`: the budget's ledger, recent events and a recycle in progress, so a "
+        "restarted watchdog keeps its budget and finishes a recycle it began (systemd `StateDirectory`, a "
+        "Kubernetes `emptyDir`). Unset: nothing survives a restart.",
+    )
+    pause_file: str | None = setting(
+        None,
+        doc="A file that, while it says `true` (or `paused`, `1`, `yes`, `on`), makes every action a dry run; "
+        "read at each decision. In Kubernetes, a downward-API projection of a pod annotation.",
+    )
     server: Server = setting(doc="The watchdog's own HTTP server.", factory=Server)
     budget: Budget = setting(doc="Limits on recycling.", factory=Budget)
     notify: Notify = setting(doc="Alert destinations.", factory=Notify)

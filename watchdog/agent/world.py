@@ -1,0 +1,144 @@
+"""What the agent knows of the world right now: targets, their workers, each worker's signals and looks.
+
+The world is plain state with a few pure readings of it (``lookup`` for the rules, ``healthy_others`` for the
+budget). It never samples and never acts; the loop feeds it and the actuator asks it questions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from watchdog.agent.sources import ProcessReading, Scrape
+from watchdog.agent.stacks import LookSchedule
+from watchdog.config import Config, Target
+from watchdog.discovery import TargetView, WorkerId
+from watchdog.rules import RuleEngine
+from watchdog.signals.catalog import SignalRef
+from watchdog.signals.series import SignalStore
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """One round of a target's probes: the verdict, the worker that answered (if the answer names it)."""
+
+    ok: bool
+    worker_pid: int | None
+    reason: str
+    latency: float | None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+Prober = Callable[[Target, aiohttp.ClientSession | None], Awaitable[ProbeRun]]
+"""Runs a target's probes; on the given session (reused connections), or on fresh connections when None."""
+
+
+@dataclass
+class WorkerState:
+    id: WorkerId
+    target: str
+    store: SignalStore = field(default_factory=SignalStore)
+    reading: ProcessReading | None = None
+    looks: LookSchedule = field(default_factory=lambda: LookSchedule(5.0, 60.0))
+    stack_error: str | None = None
+    process_error: str | None = None
+    probe_streak: int = 0
+    probe_ok: bool | None = None
+    memory_limit: int | None = None
+    exported: set[str] = field(default_factory=set)
+    verdict: dict[str, Any] | None = None  # the latest stack look's verdict, with its evidence
+
+
+@dataclass
+class TargetState:
+    cfg: Target
+    view: TargetView | None = None
+    workers: dict[str, WorkerState] = field(default_factory=dict)
+    scrape: Scrape | None = None
+    scraped_at: float = -math.inf
+    probe_streak: int = 0
+    last_probe: ProbeRun | None = None
+    signals: dict[str, float] = field(default_factory=dict)
+
+    def worker(self, pid: int) -> WorkerState | None:
+        return next((ws for ws in self.workers.values() if ws.id.pid == pid), None)
+
+
+class World:
+    def __init__(self, cfg: Config, rules: RuleEngine) -> None:
+        self.cfg = cfg
+        self.rules = rules
+        self.targets = {t.name: TargetState(t) for t in cfg.targets}
+
+    def lookup(self, ts: TargetState, ws: WorkerState | None, now: float) -> Callable[[SignalRef], float | None]:
+        """How rules read signals for ``ws`` (or for the target as a whole when None) at ``now``."""
+        scrape_fresh = (
+            ts.scrape is not None and not ts.scrape.error and now - ts.scraped_at <= 3 * self.cfg.intervals.metrics
+        )
+
+        def lookup(ref: SignalRef) -> float | None:
+            if ref.source == "target":
+                return ts.signals.get(ref.name)
+            if ws is None:
+                return None
+            if ref.source == "metrics":
+                if not scrape_fresh or ts.scrape is None:
+                    return None
+                if ref.name == "guard_limiter_saturation":  # derived from two guard gauges per limiter
+                    return ts.scrape.guard_saturation(ws.id.pid)
+                return ts.scrape.value(ref, ws.id.pid)
+            return ws.store.current(ref.name, now)
+
+        return lookup
+
+    def healthy_others(self, target: str, worker: WorkerId) -> int:
+        """Workers of ``target`` besides ``worker`` that no rule above ``info`` fires on and whose probe passes."""
+        severity = {r.name: r.severity for r in self.rules.rules}
+        n = 0
+        for other in self.targets[target].workers.values():
+            if other.id == worker:
+                continue
+            bad = [s for s in self.rules.firing(other.id.key) if severity.get(s.rule, "warning") != "info"]
+            if not bad and other.probe_ok is not False:
+                n += 1
+        return n
+
+    def worst_worker(self, target: str, now: float) -> WorkerState | None:
+        """The worker most likely at fault: the most rules firing, then the hottest (for requests naming none)."""
+        workers = list(self.targets[target].workers.values())
+        if not workers:
+            return None
+        return max(
+            workers, key=lambda w: (len(self.rules.firing(w.id.key)), w.store.current("cpu_percent", now) or 0.0)
+        )
+
+    def record_probe(self, ts: TargetState, run: ProbeRun) -> tuple[WorkerState | None, dict[str, float | None]]:
+        """Record a probe round on the target; return the worker it can honestly be pinned on, and its signals.
+
+        A failure is pinned on a worker only when the answer names it, or when there is only one worker: with
+        a shared listening socket a probe cannot choose its worker, and a blocked worker never even accepts, so
+        other failures belong to the target as a whole.
+        """
+        ts.last_probe = run
+        ts.probe_streak = 0 if run.ok else ts.probe_streak + 1
+        ts.signals["target_probe_consecutive_failures"] = float(ts.probe_streak)
+        owner = ts.worker(run.worker_pid) if run.worker_pid is not None else None
+        if owner is None and run.worker_pid is None and len(ts.workers) == 1:
+            owner = next(iter(ts.workers.values()))
+        values: dict[str, float | None] = {}
+        if owner is not None:
+            owner.probe_streak = 0 if run.ok else owner.probe_streak + 1
+            owner.probe_ok = run.ok
+            values = {
+                "probe_ok": 1.0 if run.ok else 0.0,
+                "probe_consecutive_failures": float(owner.probe_streak),
+                "probe_latency_seconds": run.latency if run.ok else None,
+            }
+        judged = [ws for ws in ts.workers.values() if ws.probe_ok is not None]
+        if judged:
+            ts.signals["target_probe_failing_ratio"] = sum(not ws.probe_ok for ws in judged) / len(judged)
+        return owner, values
