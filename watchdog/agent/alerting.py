@@ -1,24 +1,35 @@
 """Alerting wired to the agent: rule states out to Alertmanager, Alertmanager's webhook in as requests to act.
 
 ``Alerting`` owns the ``AlertSink`` (out) and the ``AlertInbox`` (in). The agent tells it what happened (a rule
-firing or resolved, a budget refusal, a failed recycle, a worker gone); the HTTP server hands it inbound
-requests, which it queues for the agent's handler so that the webhook is answered at once.
+firing or resolved, a worker gone); the actuator's notifications pass through ``AlertingNotifier``, which turns
+a budget refusal or a failed recycle into an alert too. The HTTP server hands inbound requests to the inbox,
+which queues them for ``act_on_alert``: the webhook is answered at once, and every action goes through the
+actuator (budget, identity check, dry run, pause), as a rule's would.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from watchdog.actions.actuator import ActionRequest, Origin
 from watchdog.actions.alertmanager import AlertSink, alert_key, make_alert
 from watchdog.actions.inbound import AlertRequest, Inbound
+from watchdog.actions.notify import Notifier
+from watchdog.agent.events import Event
 from watchdog.agent.metrics import AgentMetrics
-from watchdog.config import Config
+from watchdog.config import Config, Webhook
+from watchdog.rules import Rule
+from watchdog.signals.catalog import format_value
+
+if TYPE_CHECKING:
+    from watchdog.agent.loop import Agent
 
 log = logging.getLogger("watchdog.alerting")
 
@@ -160,6 +171,18 @@ class Alerting:
             ),
         )
 
+    def transition(
+        self, target: str, pid: int | None, rule: Rule, state: str, values: Mapping[str, float | None]
+    ) -> None:
+        """The agent's hook: a rule went ``firing`` or ``resolved`` on a worker (or the target, ``pid=None``)."""
+        if state not in ("firing", "resolved"):
+            return
+        evidence = ", ".join(f"{k} {format_value(k, v)}" for k, v in values.items())
+        self.rule(
+            name=rule.name, state=state, target=target, pid=pid, severity=rule.severity,
+            description=rule.description, advice=rule.advice, evidence=evidence,
+        )  # fmt: skip
+
     def problem(self, kind: str, *, target: str, pid: int | None, rule: str, reason: str) -> None:
         """A budget refusal (``kind='budget_denied'``) or a failed recycle (``'recycle_failed'``): an alert that
         stays active until the worker is gone or the rule resolves."""
@@ -182,3 +205,89 @@ class Alerting:
     def worker_gone(self, target: str, pid: int) -> None:
         """A worker exited or was recycled: every alert about it resolves."""
         self.sink.resolve_where(lambda key: key.endswith(f"/{target}/{pid}"))
+
+    def notification(self, payload: Mapping[str, Any]) -> None:
+        """An actuator notification: a budget refusal, or a recycle that failed, becomes an alert as well."""
+        target, pid, rule = str(payload.get("target")), payload.get("worker"), str(payload.get("rule"))
+        evidence = payload.get("evidence") or {}
+        if payload.get("status") == "budget_denied":
+            self.problem("budget_denied", target=target, pid=pid, rule=rule, reason=str(evidence.get("budget", "")))
+            return
+        recycle = evidence.get("recycle") or {}
+        if payload.get("status") == "firing" and recycle.get("outcome") == "failed":
+            steps = recycle.get("steps") or [{}]
+            self.problem("recycle_failed", target=target, pid=pid, rule=rule, reason=str(steps[-1].get("detail", "")))
+
+    def notifier(self, webhooks: list[Webhook]) -> Notifier:
+        """The actuator's notifier, with every notification shown to ``notification`` first."""
+        return AlertingNotifier(
+            webhooks, self, on_result=lambda url, outcome: self.metrics.notifications.labels(outcome).inc()
+        )
+
+
+class AlertingNotifier(Notifier):
+    """A ``Notifier`` that also hands each notification to ``Alerting.notification``."""
+
+    def __init__(self, webhooks: list[Webhook], alerting: Alerting, **kw: Any) -> None:
+        super().__init__(webhooks, **kw)
+        self.alerting = alerting
+
+    def submit(self, payload: dict[str, Any]) -> None:
+        try:
+            self.alerting.notification(payload)
+        except Exception:  # an alert that cannot be built must not stop the webhook
+            log.exception("turning a notification into an alert failed")
+        super().submit(payload)
+
+
+async def act_on_alert(agent: Agent, request: AlertRequest) -> None:
+    """Carry out an inbound alert's request through the actuator: on the named worker, else the worst worker
+    (a recycle) or every worker (a diagnose); the outcome is an ``alert_acted`` event naming the alert."""
+    ts = agent.targets[request.target]
+    if request.pid is not None:
+        chosen = [ws for ws in ts.workers.values() if ws.id.pid == request.pid]
+    elif request.action == "recycle":
+        worst = agent.world.worst_worker(request.target, agent.clock())
+        chosen = [worst] if worst is not None else []
+    else:
+        chosen = list(ts.workers.values())
+    severity = request.labels.get("severity", "warning")
+    summary = request.annotations.get("summary", "") or request.annotations.get("description", "")
+    origin = Origin("alert", request.alertname or "alert", severity, summary)
+    evidence = {
+        "alert": {
+            "labels": dict(request.labels),
+            "annotations": dict(request.annotations),
+            "fingerprint": request.fingerprint,
+            "startsAt": request.starts_at,
+            "receiver": request.receiver,
+        }
+    }
+    if not chosen:
+        what = f"no worker {request.pid}" if request.pid is not None else "no worker"
+        agent.events.add(
+            Event(
+                "alert_acted", f"{request.summary}: {what} on {request.target}; nothing done", target=request.target,
+                rule=request.alertname, severity="warning", evidence=evidence,
+            )
+        )  # fmt: skip
+        return
+    async with anyio.create_task_group() as tg:
+        for ws in chosen:
+            tg.start_soon(_act_one, agent, ActionRequest(origin, request.target, ws.id, (request.action, "notify"),
+                                                         evidence), request)  # fmt: skip
+
+
+async def _act_one(agent: Agent, action: ActionRequest, request: AlertRequest) -> None:
+    outcome = await agent.actuator.handle(action)
+    result = outcome.results.get(request.action, {})
+    said = result.get("outcome") or ("error: " + str(result["error"]) if "error" in result else "done")
+    assert action.worker is not None
+    agent.events.add(
+        Event(
+            "alert_acted",
+            f"{request.summary}: worker {action.worker.pid}: {request.action} {said}",
+            target=request.target, worker=action.worker.pid, rule=request.alertname,
+            severity="info", evidence={**action.evidence, request.action: result},
+        )
+    )  # fmt: skip
