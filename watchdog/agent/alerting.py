@@ -281,7 +281,7 @@ async def act_on_alert(agent: Agent, request: AlertRequest) -> None:
 async def _act_one(agent: Agent, action: ActionRequest, request: AlertRequest) -> None:
     outcome = await agent.actuator.handle(action)
     result = outcome.results.get(request.action, {})
-    said = result.get("outcome") or ("error: " + str(result["error"]) if "error" in result else "done")
+    said = result.get("outcome") or (f"failed: {result['error']}" if result.get("error") else "done")
     assert action.worker is not None
     agent.events.add(
         Event(
