@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
+import yaml
 
 from examples.demo import inject
 from examples.demo.harness import REPO, DemoServer, free_port
@@ -26,6 +27,7 @@ from examples.demo.sidecar import Watchdog, Webhooks, watching
 from tests.alerts.harness import Alertmanager, alertmanager_config, running_alertmanager
 from tests.conftest import py_spy_path
 from tests.sidecar.harness import demo_config
+from watchdog.config import BUNDLED_RULES
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -98,9 +100,14 @@ async def _metric(wd: Watchdog, name: str, **labels: str) -> float:
 
 
 async def test_spin_alert_is_in_alertmanager_within_5_s_and_resolves_after_the_recycle(
-    demo: DemoServer, receiver: Webhooks
+    demo: DemoServer, receiver: Webhooks, tmp_path: Path
 ) -> None:
     py_spy_path()
+    # the shipped spin rule without its CPU cross-check: on a machine busy with other work the spinning worker
+    # may not get 80 % of a core, and this test is about the alert, not the detection (tests/sidecar has that)
+    (spin,) = [r for r in yaml.safe_load(BUNDLED_RULES.read_text())["rules"] if r["name"] == "cancel-delivery-spin"]
+    spin["when"].pop("all")
+    (tmp_path / "spin.yaml").write_text(yaml.safe_dump({"rules": [spin]}))
     am_cfg = alertmanager_config(receiver_url=receiver.url)
     async with running_alertmanager(am_cfg) as am:
         cfg = demo_config(
@@ -108,11 +115,12 @@ async def test_spin_alert_is_in_alertmanager_within_5_s_and_resolves_after_the_r
             None,
             target={"probes": [str(REPO / "probes" / "demo-echo.yaml")], "probe_url": demo.mcp_url},
             notify={"alertmanagers": [{"url": am.url}], "resend_interval": "2s", "external_labels": {"pod": "demo-0"}},
+            rules=[str(tmp_path / "spin.yaml")],
         )
         async with watching(cfg) as wd:
             pid = await inject.spin(demo.mcp_url)
             (alert,) = await _poll_alerts(
-                am, "cancel-delivery-spin", lambda a: any(x["labels"].get("worker") == str(pid) for x in a), 60
+                am, "cancel-delivery-spin", lambda a: any(x["labels"].get("worker") == str(pid) for x in a), 120
             )
             visible = time.time() - _time(alert["startsAt"])
             print(f"\nspin on worker {pid}: rule firing -> visible in Alertmanager {visible * 1000:.0f} ms")
@@ -123,16 +131,20 @@ async def test_spin_alert_is_in_alertmanager_within_5_s_and_resolves_after_the_r
             assert labels["pod"] == "demo-0"
             assert labels["instance"] == os.uname().nodename
             assert alert["annotations"]["advice"].startswith("Recycle now")
-            assert "cpu_percent" in alert["annotations"]["evidence"]
+            assert "watchdog_guard_cancel_spin_scopes" in alert["annotations"]["evidence"]
             assert alert["generatorURL"] == f"{wd.url}/v1/status"
             # the recycle ends the worker: its alert resolves, and Alertmanager says so to the receiver
             note = await receiver.wait_for(
                 lambda n: n["status"] == "resolved" and any(a["labels"].get("worker") == str(pid) for a in n["alerts"]),
                 within=90,
             )
-            recycled = [e for e in (await wd.status())["events"] if e["kind"] == "recycle" and e["worker"] == pid]
-            assert recycled, "resolved without a recycle"
-            print(f"resolved delivered: {note['alerts'][0]['endsAt']}")
+            delivered = time.time()
+            events = [e for e in (await wd.status())["events"] if e["worker"] == pid]
+            kinds = [e["kind"] for e in events]
+            assert kinds.index("recycle_started") < kinds.index("worker_gone"), kinds
+            gone = next(e["time"] for e in events if e["kind"] == "worker_gone")
+            print(f"worker gone -> Alertmanager delivered resolved {delivered - gone:.2f} s later")
+            assert note["alerts"][0]["labels"]["alertname"] == "cancel-delivery-spin"
             assert pid not in demo.worker_pids()
 
 

@@ -25,7 +25,9 @@ from watchdog.actions.notify import Notifier
 from watchdog.agent.events import Event
 from watchdog.agent.metrics import AgentMetrics
 from watchdog.config import Config, Webhook
+from watchdog.discovery import WorkerId
 from watchdog.rules import Rule
+from watchdog.rules.engine import RuleState
 from watchdog.signals.catalog import format_value
 
 if TYPE_CHECKING:
@@ -205,6 +207,19 @@ class Alerting:
     def worker_gone(self, target: str, pid: int) -> None:
         """A worker exited or was recycled: every alert about it resolves."""
         self.sink.resolve_where(lambda key: key.endswith(f"/{target}/{pid}"))
+
+    def gone(self, agent: Agent, target: str, worker: WorkerId, states: list[RuleState]) -> None:
+        """The agent's hook for a worker gone, with the rule states it had: its alerts resolve, and each rule that
+        was firing and notifies sends ``resolved`` on the webhook, so a receiver can close what it opened."""
+        self.worker_gone(target, worker.pid)
+        rules = {r.name: r for r in agent.rules.rules}
+        for st in states:
+            rule = rules.get(st.rule)
+            if st.state != "firing" or rule is None or "notify" not in rule.actions:
+                continue
+            origin = Origin("rule", rule.name, rule.severity, rule.description, rule.advice, rule.grace)
+            request = ActionRequest(origin, target, worker, tuple(rule.actions), {})
+            agent.actuator.notify(request, "resolved", {"reason": f"worker {worker.pid} is gone"})
 
     def notification(self, payload: Mapping[str, Any]) -> None:
         """An actuator notification: a budget refusal, or a recycle that failed, becomes an alert as well."""
