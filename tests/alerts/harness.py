@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -38,15 +39,28 @@ def binary(name: str, package: str) -> str:
 class Server:
     """A Prometheus-family server in a subprocess, ready when ``/-/ready`` answers 200."""
 
-    def __init__(self, argv: list[str], port: int, workdir: Path) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        port: int,
+        workdir: Path,
+        *,
+        tls: ssl.SSLContext | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.argv = argv
         self.port = port
         self.workdir = workdir
+        self.tls = tls
+        self.headers = headers
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def _session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(headers=self.headers, connector=aiohttp.TCPConnector(ssl=self.tls or True))
 
     def log(self) -> str:
         p = self.workdir / "server.log"
@@ -59,7 +73,7 @@ class Server:
     async def start(self) -> None:
         self.proc = await anyio.to_thread.run_sync(self._spawn)
         # polled: the server offers nothing to await but its readiness endpoint
-        async with aiohttp.ClientSession() as http:
+        async with self._session() as http:
             with anyio.fail_after(30):
                 while True:
                     if self.proc.poll() is not None:
@@ -83,13 +97,13 @@ class Server:
             self.proc.wait(5)
 
     async def get_json(self, path: str, **params: str) -> Any:
-        async with aiohttp.ClientSession() as http, http.get(f"{self.url}{path}", params=params) as r:
+        async with self._session() as http, http.get(f"{self.url}{path}", params=params) as r:
             r.raise_for_status()
             return await r.json()
 
     async def metric(self, name: str) -> float:
         """The sum of every sample of ``name`` on the server's own /metrics."""
-        async with aiohttp.ClientSession() as http, http.get(f"{self.url}/metrics") as r:
+        async with self._session() as http, http.get(f"{self.url}/metrics") as r:
             text = await r.text()
         return sum(
             float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith((name + "{", name + " "))
@@ -126,23 +140,32 @@ def alertmanager_config(
 
 
 @asynccontextmanager
-async def running_alertmanager(cfg: dict[str, Any], *, port: int | None = None) -> AsyncIterator[Alertmanager]:
+async def running_alertmanager(
+    cfg: dict[str, Any],
+    *,
+    port: int | None = None,
+    web: dict[str, Any] | None = None,
+    tls: ssl.SSLContext | None = None,
+    headers: dict[str, str] | None = None,
+) -> AsyncIterator[Alertmanager]:
+    """A real Alertmanager; ``web`` is its ``--web.config.file`` (TLS, basic auth), ``tls``/``headers`` how the
+    test itself talks to it then."""
     exe = binary("prometheus-alertmanager", "prometheus-alertmanager")
     work = Path(tempfile.mkdtemp(prefix="alertmanager-test-"))
     (work / "alertmanager.yml").write_text(yaml.safe_dump(cfg))
     port = port or free_port()
-    am = Alertmanager(
-        [
-            exe,
-            f"--config.file={work / 'alertmanager.yml'}",
-            f"--storage.path={work / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-            "--log.level=debug",
-        ],
-        port,
-        work,
-    )
+    argv = [
+        exe,
+        f"--config.file={work / 'alertmanager.yml'}",
+        f"--storage.path={work / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        "--log.level=debug",
+    ]
+    if web is not None:
+        (work / "web.yml").write_text(yaml.safe_dump(web))
+        argv.append(f"--web.config.file={work / 'web.yml'}")
+    am = Alertmanager(argv, port, work, tls=tls, headers=headers)
     try:
         await am.start()
         yield am
@@ -193,3 +216,21 @@ async def running_prometheus(watchdog_listen: str, alertmanager_port: int) -> As
     finally:
         prom.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def make_certificates(folder: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, with the openssl command line."""
+    openssl = binary("openssl", "openssl")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=folder, check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+        "-subj", "/CN=watchdog-test-ca")  # fmt: skip
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        (folder / f"{name}.ext").write_text(ext + "\n")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN=watchdog-test-{name}")  # fmt: skip
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.crt", "-days", "1", "-extfile", f"{name}.ext")  # fmt: skip
+    return {n: folder / n for n in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import ssl
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,10 +20,10 @@ from prometheus_client import CollectorRegistry
 from examples.demo.harness import free_port
 from examples.demo.sidecar import Webhooks
 from tests.alerts.harness import Alertmanager as AlertmanagerServer
-from tests.alerts.harness import alertmanager_config, running_alertmanager
+from tests.alerts.harness import alertmanager_config, make_certificates, running_alertmanager
 from watchdog.actions.alertmanager import AlertSink, alert_key, make_alert
 from watchdog.agent.metrics import AlertmanagerMetrics
-from watchdog.config import Alertmanager, Duration
+from watchdog.config import Alertmanager, Duration, FilePath
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 
@@ -159,10 +163,12 @@ class Scripted:
     def __init__(self, statuses: list[int]) -> None:
         self.statuses = statuses
         self.posts: list[list[dict[str, Any]]] = []
+        self.auth: list[str | None] = []
         self.done = anyio.Event()
 
     async def handle(self, request: web.Request) -> web.Response:
         self.posts.append(await request.json())
+        self.auth.append(request.headers.get("Authorization"))
         status = self.statuses.pop(0) if self.statuses else 200
         if status == 200:
             self.done.set()
@@ -218,3 +224,75 @@ def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
     assert not sink.resolve(alert_key("cancel-delivery-spin", "demo", 1))
     assert sink.resolve_where(lambda k: k.endswith("/demo/3")) == 1
     assert list(sink.active()) == [alert_key("cancel-delivery-spin", "demo", 2)]
+
+
+BASIC_PASSWORD = "am-basic-password"
+BASIC_HASH = "$2b$04$Jcis2RGn5sSV5fOv9btKt.2.dW4bNPzCTc1tBDB.DbdW6sZKVHw/e"  # bcrypt of BASIC_PASSWORD
+
+
+async def test_mutual_tls_and_basic_auth_against_a_real_alertmanager(tmp_path: Path, receiver: Webhooks) -> None:
+    certs = make_certificates(tmp_path)
+    web = {
+        "tls_server_config": {
+            "cert_file": str(certs["server.crt"]), "key_file": str(certs["server.key"]),
+            "client_auth_type": "RequireAndVerifyClientCert", "client_ca_file": str(certs["ca.crt"]),
+        },
+        "basic_auth_users": {"watchdog": BASIC_HASH},
+    }  # fmt: skip
+    tls = ssl.create_default_context(cafile=str(certs["ca.crt"]))
+    tls.load_cert_chain(str(certs["client.crt"]), str(certs["client.key"]))
+    auth = {"Authorization": "Basic " + base64.b64encode(f"watchdog:{BASIC_PASSWORD}".encode()).decode()}
+    cfg = alertmanager_config(receiver_url=receiver.url)
+    async with running_alertmanager(cfg, web=web, tls=tls, headers=auth) as am, aiohttp.ClientSession() as http:
+        reg = CollectorRegistry()
+        good = Alertmanager(
+            url=am.url,
+            ca_file=FilePath(str(certs["ca.crt"])),
+            cert_file=FilePath(str(certs["client.crt"])),
+            key_file=FilePath(str(certs["client.key"])),
+            username="watchdog",
+            password=BASIC_PASSWORD,
+            timeout=Duration(2.0),
+        )
+        no_client_cert = dataclasses.replace(good, cert_file=None, key_file=None)
+        wrong_password = dataclasses.replace(good, password="nope")
+        regs = [reg, CollectorRegistry(), CollectorRegistry()]
+        sinks = [
+            AlertSink([m], resend_interval=60, metrics=AlertmanagerMetrics(r), retries=0)
+            for m, r in zip((good, no_client_cert, wrong_password), regs, strict=True)
+        ]
+        async with anyio.create_task_group() as tg:
+            for i, sink in enumerate(sinks):
+                tg.start_soon(sink.run, http)
+                sink.fire(*_alert(pid=i + 1))
+            (seen,) = await _wait_alerts(am, "cancel-delivery-spin", lambda a: len(a) >= 1, within=10)
+            with anyio.fail_after(10):  # the other two: refused by the TLS handshake, and by basic auth
+                while any(_value(r, "watchdog_alertmanager_alerts_failed_total", am.url) < 1 for r in regs[1:]):  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+        assert await am.alerts("cancel-delivery-spin") == [seen]
+        assert seen["labels"]["worker"] == "1"
+        assert _value(reg, "watchdog_alertmanager_alerts_sent_total", am.url) == 1
+
+
+async def test_the_bearer_token_file_is_read_at_each_send(tmp_path: Path) -> None:
+    scripted = Scripted([])
+    app = web.Application()
+    app.router.add_post("/api/v2/alerts", scripted.handle)
+    runner, url = await _serve(app)
+    token = tmp_path / "token"
+    token.write_text("first\n")
+    sink = AlertSink([Alertmanager(url=url, bearer_token_file=FilePath(str(token)))], resend_interval=60)
+    try:
+        async with aiohttp.ClientSession() as http, anyio.create_task_group() as tg:
+            tg.start_soon(sink.run, http)
+            for n, value in enumerate(("first", "rotated")):
+                token.write_text(value + "\n")
+                sink.fire(*_alert(pid=n + 1))
+                with anyio.fail_after(10):
+                    while len(scripted.auth) <= n:  # noqa: ASYNC110 - waiting on the receiver's record
+                        await anyio.sleep(0.02)
+            tg.cancel_scope.cancel()
+    finally:
+        await runner.cleanup()
+    assert scripted.auth == ["Bearer first", "Bearer rotated"]
