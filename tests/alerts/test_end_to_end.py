@@ -245,3 +245,29 @@ async def test_alertmanager_routes_an_alert_to_the_watchdog_which_acts_once(
                     await anyio.sleep(0.2)  # metrics of another process: polled, bounded
             assert await _metric(wd, "watchdog_alertmanager_inbound_total", outcome="unauthorized") >= 1
             assert [e for e in (await wd.status())["events"] if e["kind"] == "alert_acted"] == []
+
+
+async def test_pull_mode_acts_once_on_the_alert_for_this_pod_and_never_on_another_pods(
+    tmp_path: Path, sleeper: subprocess.Popen[bytes], receiver: Webhooks
+) -> None:
+    am_cfg = alertmanager_config(receiver_url=receiver.url)
+    async with running_alertmanager(am_cfg) as am, aiohttp.ClientSession() as http:
+        cfg = _always_config(tmp_path, sleeper.pid, am.url)
+        cfg["notify"].update({"pull_interval": "0.3s", "external_labels": {"pod": "pod-a"}})
+        for pod in ("pod-a", "pod-b"):
+            alert = {
+                "labels": {"alertname": "McpServerSlow", "watchdog_action": "diagnose", "target": "app",
+                           "pid": str(sleeper.pid), "pod": pod},
+                "annotations": {"summary": f"p99 over 2 s on {pod}"},
+            }  # fmt: skip
+            async with http.post(f"{am.url}/api/v2/alerts", json=[alert]) as r:
+                assert r.status == 200
+        async with watching(cfg) as wd:
+            await wd.wait_status(lambda s: any(e["kind"] == "alert_acted" for e in s["events"]), within=30)
+            await anyio.sleep(1.5)  # five more polls: a second action, if the dedupe were broken, would be here
+            events = [e for e in (await wd.status())["events"] if e["kind"] == "alert_acted"]
+            print(f"\npull mode: acted {len(events)} time(s): {events[0]['message']}")
+            assert len(events) == 1, events
+            assert events[0]["evidence"]["alert"]["labels"]["pod"] == "pod-a"
+            assert events[0]["message"].endswith("diagnose done"), events[0]["message"]
+            assert await _metric(wd, "watchdog_alertmanager_inbound_total", outcome="accepted") == 1

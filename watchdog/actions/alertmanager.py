@@ -210,6 +210,35 @@ class AlertSink:
         for key, a in self._active.items():
             self._enqueue(key, self._wire(a.alert, a.starts_at, ends))
 
+    async def fetch(self, http: aiohttp.ClientSession, filters: list[str]) -> list[dict[str, Any]]:
+        """The active, unsilenced, uninhibited alerts matching ``filters`` (``label="value"`` or ``label=~"re"``),
+        from every Alertmanager (each alert once, by fingerprint); an Alertmanager that fails is logged and
+        skipped: the next poll asks again."""
+        params = [("active", "true"), ("silenced", "false"), ("inhibited", "false")] + [("filter", f) for f in filters]
+        found: dict[str, dict[str, Any]] = {}
+        for d in self._dest:
+            url = d.cfg.url.rstrip("/") + "/api/v2/alerts"
+            start = time.monotonic()
+            try:
+                kw: dict[str, Any] = {"ssl": ctx} if (ctx := self._ssl(d)) is not None else {}
+                async with http.get(
+                    url, params=params, headers=await self._headers(d),
+                    timeout=aiohttp.ClientTimeout(total=d.cfg.timeout), **kw,
+                ) as r:  # fmt: skip
+                    r.raise_for_status()
+                    alerts = await r.json()
+            except (aiohttp.ClientError, TimeoutError, OSError, ssl.SSLError, ValueError) as exc:
+                if self.metrics is not None:
+                    self.metrics.request(d.name, time.monotonic() - start, False)
+                log.warning("alertmanager %s: polling alerts failed: %s", d.name, str(exc) or type(exc).__name__)
+                continue
+            if self.metrics is not None:
+                self.metrics.request(d.name, time.monotonic() - start, True)
+            for a in alerts if isinstance(alerts, list) else []:
+                if isinstance(a, dict):
+                    found.setdefault(str(a.get("fingerprint", "")), a)
+        return list(found.values())
+
     async def _sender(self, http: aiohttp.ClientSession, d: _Destination) -> None:
         while True:
             while not d.queue:

@@ -123,20 +123,59 @@ class Alerting:
         )
         export_zeros(metrics, [t.name for t in cfg.targets])
         self.inbox: AlertInbox | None = None
-        if cfg.server.alertmanager_webhook and cfg.server.token:
+        self.webhook = bool(cfg.server.alertmanager_webhook and cfg.server.token)
+        self.pull_interval = cfg.notify.pull_interval if cfg.notify.alertmanagers else None
+        if self.webhook or self.pull_interval is not None:
             names = {self.instance, os.uname().nodename, cfg.server.listen, cfg.notify.external_labels.get("pod", "")}
             self.inbox = AlertInbox(
                 Inbound([t.name for t in cfg.targets], names),
-                cfg.server.token,
+                cfg.server.token or "",
                 count=lambda outcome, n: metrics.alertmanager.inbound.labels(outcome).inc(n),
             )
 
+    @property
+    def webhook_inbox(self) -> AlertInbox | None:
+        """The inbox ``POST /v1/alertmanager`` feeds, when the endpoint is on (the HTTP server's argument)."""
+        return self.inbox if self.webhook else None
+
     async def run(self, http: aiohttp.ClientSession, handler: Handler | None) -> None:
-        """The sink's sender and the inbox's consumer (when there is a handler), until cancelled."""
+        """The sink's sender, the inbox's consumer (when there is a handler) and the pull loop, until cancelled."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.sink.run, http)
             if self.inbox is not None and handler is not None:
                 tg.start_soon(self.inbox.run, handler)
+                if self.pull_interval is not None:
+                    tg.start_soon(self._pull, http, self.inbox, self.pull_interval)
+
+    async def _pull(self, http: aiohttp.ClientSession, inbox: AlertInbox, interval: float) -> None:
+        """Pull mode: the active alerts meant for this pod, read from Alertmanager's API like webhook alerts (the
+        dedupe by fingerprint and startsAt makes each one a single action, however often it is seen)."""
+        filters = ['watchdog_action=~"diagnose|recycle"']
+        pod = self.cfg.notify.external_labels.get("pod")
+        if pod:
+            filters.append(f'pod="{pod}"')
+        while True:
+            alerts = await self.sink.fetch(http, filters)
+            payload = {
+                "receiver": "pull",
+                "alerts": [
+                    {
+                        "status": "firing",
+                        "labels": a.get("labels") or {},
+                        "annotations": a.get("annotations") or {},
+                        "startsAt": str(a.get("startsAt", "")),
+                        "fingerprint": str(a.get("fingerprint", "")),
+                    }
+                    for a in alerts
+                ],
+            }
+            accepted, skipped = inbox.inbound.requests(payload)
+            for outcome, n in skipped.items():
+                if outcome != "duplicate":  # every poll sees an alert again: that is not news
+                    inbox.count(outcome, n)
+            for request in accepted:
+                inbox.count("accepted" if inbox.submit(request) else "overflow", 1)
+            await anyio.sleep(interval)
 
     def rule(
         self,

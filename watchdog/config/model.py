@@ -185,6 +185,12 @@ class Notify:
         doc="The link each alert carries back to the watchdog; `http://<server.listen>/v1/status` when unset.",
         check=http_url,
     )
+    pull_interval: Duration | None = setting(
+        None,
+        doc="Poll every Alertmanager this often for active, unsilenced alerts labelled `watchdog_action` (and, "
+        "when `external_labels.pod` is set, `pod` = this pod) and act on them as `POST /v1/alertmanager` would. "
+        "The answer to a Kubernetes Service that would deliver a webhook to one random pod.",
+    )
 
 
 @dataclass(frozen=True)
@@ -261,5 +267,7 @@ class Config:
         names = [t.name for t in self.targets]
         for name in sorted({n for n in names if names.count(n) > 1}):
             report("targets", f"target name {name!r} is used more than once")
+        if self.notify.pull_interval is not None and not self.notify.alertmanagers:
+            report("notify.pull_interval", "pulling alerts needs at least one entry in notify.alertmanagers")
         if self.server.alertmanager_webhook and not self.server.token:
             report("server.token", "server.alertmanager_webhook can act on workers, so it needs a token")
