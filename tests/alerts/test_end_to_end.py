@@ -109,12 +109,16 @@ async def test_spin_alert_is_in_alertmanager_within_5_s_and_resolves_after_the_r
     spin["when"].pop("all")
     (tmp_path / "spin.yaml").write_text(yaml.safe_dump({"rules": [spin]}))
     am_cfg = alertmanager_config(receiver_url=receiver.url)
-    async with running_alertmanager(am_cfg) as am:
+    async with running_alertmanager(am_cfg) as am, Webhooks().serve() as hooks:
+        notify = {
+            "alertmanagers": [{"url": am.url}], "resend_interval": "2s", "external_labels": {"pod": "demo-0"},
+            "webhooks": [{"url": hooks.url, "retries": 1}],
+        }  # fmt: skip
         cfg = demo_config(
             demo,
             None,
             target={"probes": [str(REPO / "probes" / "demo-echo.yaml")], "probe_url": demo.mcp_url},
-            notify={"alertmanagers": [{"url": am.url}], "resend_interval": "2s", "external_labels": {"pod": "demo-0"}},
+            notify=notify,
             rules=[str(tmp_path / "spin.yaml")],
         )
         async with watching(cfg) as wd:
@@ -145,6 +149,10 @@ async def test_spin_alert_is_in_alertmanager_within_5_s_and_resolves_after_the_r
             gone = next(e["time"] for e in events if e["kind"] == "worker_gone")
             print(f"worker gone -> Alertmanager delivered resolved {delivered - gone:.2f} s later")
             assert note["alerts"][0]["labels"]["alertname"] == "cancel-delivery-spin"
+            # the generic webhook: the firing notification (with the recycle), then resolved, never the other way
+            await hooks.wait_for(lambda n: n["status"] == "resolved" and n["worker"] == pid, within=60)
+            mine = [(n["status"], n["rule"]) for n in hooks.received if n["worker"] == pid]
+            assert mine == [("firing", "cancel-delivery-spin"), ("resolved", "cancel-delivery-spin")], mine
             assert pid not in demo.worker_pids()
 
 
