@@ -148,6 +148,11 @@ def test_the_endpoint_without_a_token_is_a_config_error(tmp_path: Path) -> None:
         load_config(tmp_path / "watchdog.yaml")
 
 
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), 64 * 1024):
+        yield data[i : i + 64 * 1024]
+
+
 BIG = json.dumps(webhook(alert(target="demo", pad="x" * (1024 * 1024)))).encode()
 GOOD = json.dumps(webhook(alert(target="demo"))).encode()
 BEARER = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
@@ -163,6 +168,7 @@ BAD_REQUESTS: list[tuple[str, dict[str, str], bytes, int, str]] = [
     ),
     ("text/plain body", {**BEARER, "Content-Type": "text/plain"}, GOOD, 415, "unsupported_media_type"),
     ("body over 1 MiB", BEARER, BIG, 413, "too_large"),
+    ("body over 1 MiB, chunked", BEARER, b"chunked", 413, "too_large"),
     ("malformed JSON", BEARER, b'{"version": "4", "alerts": [', 400, "bad_request"),
     ("version 3", BEARER, json.dumps(webhook(alert(target="demo"), version="3")).encode(), 400, "bad_request"),
     ("alerts not a list", BEARER, b'{"version": "4", "alerts": "all"}', 400, "bad_request"),
@@ -195,7 +201,8 @@ async def test_bad_requests_are_refused_or_ignored_counted_and_never_acted_on(
     async with aiohttp.ClientSession() as http:
         for name, headers, body, status, outcome in BAD_REQUESTS:
             before = reg.get_sample_value("watchdog_alertmanager_inbound_total", {"outcome": outcome}) or 0
-            async with http.post(url, data=body, headers=headers) as r:
+            data = _chunks(BIG) if body == b"chunked" else body  # no Content-Length: sent in chunks
+            async with http.post(url, data=data, headers=headers) as r:
                 text = await r.text()
                 assert r.status == status, (name, text)
             after = reg.get_sample_value("watchdog_alertmanager_inbound_total", {"outcome": outcome}) or 0

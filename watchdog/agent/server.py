@@ -62,11 +62,13 @@ async def _alertmanager(request: web.Request) -> web.Response:
         return _refuse(count, 415, "unsupported_media_type", f"expected application/json, got {request.content_type}")
     if (request.content_length or 0) > MAX_BODY:
         return _refuse(count, 413, "too_large", f"the body is over {MAX_BODY} bytes")
-    body = await request.content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        return _refuse(count, 413, "too_large", f"the body is over {MAX_BODY} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_any():  # a body without Content-Length is bounded all the same
+        body += chunk
+        if len(body) > MAX_BODY:
+            return _refuse(count, 413, "too_large", f"the body is over {MAX_BODY} bytes")
     try:
-        payload = parse_webhook(body)
+        payload = parse_webhook(bytes(body))
     except BadWebhook as exc:
         return _refuse(count, 400, "bad_request", str(exc))
     accepted, skipped = inbox.inbound.requests(payload)
