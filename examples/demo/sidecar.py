@@ -67,8 +67,21 @@ class Webhooks:
 class Watchdog:
     """``python -m watchdog run`` in a subprocess; stopped by pid (SIGTERM, then SIGKILL) even on failure."""
 
-    def __init__(self, cfg: dict[str, Any], *, extra_args: tuple[str, ...] = (), user: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        *,
+        extra_args: tuple[str, ...] = (),
+        user: str | None = None,
+        python: str = sys.executable,
+        ambient_caps: tuple[str, ...] = (),
+    ) -> None:
+        """``python`` runs ``-m watchdog`` (an installed wheel's venv, say); ``user`` runs it as that user through
+        setpriv, holding exactly ``ambient_caps`` (setpriv names such as ``sys_ptrace``) as ambient capabilities.
+        """
         self.cfg = cfg
+        self.python = python
+        self.ambient_caps = ambient_caps
         self.listen = cfg["server"]["listen"]
         self.dir = tempfile.mkdtemp(prefix="watchdog-test-")
         self.config_path = Path(self.dir) / "watchdog.yaml"
@@ -101,19 +114,25 @@ class Watchdog:
                     await anyio.sleep(0.1)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "watchdog", "run", "-c", str(self.config_path), *self.extra_args]
+        cmd = [self.python, "-m", "watchdog", "run", "-c", str(self.config_path), *self.extra_args]
         if self.user is not None:
             import pwd
 
             ent = pwd.getpwnam(self.user)
-            cmd = ["setpriv", f"--reuid={ent.pw_uid}", f"--regid={ent.pw_gid}", "--clear-groups", *cmd]
+            caps = ",".join(f"+{c}" for c in self.ambient_caps)
+            with_caps = [f"--inh-caps={caps}", f"--ambient-caps={caps}"] if caps else []
+            cmd = ["setpriv", f"--reuid={ent.pw_uid}", f"--regid={ent.pw_gid}", "--clear-groups", *with_caps, *cmd]
         with self.log_path.open("wb") as log:
+            # another Python (an installed wheel) runs outside the checkout, so `-m watchdog` cannot find the
+            # checkout's package through the working directory
+            foreign = self.python != sys.executable
+            env = {k: v for k, v in os.environ.items() if not (foreign and k in ("PYTHONPATH", "VIRTUAL_ENV"))}
             return subprocess.Popen(
                 cmd,
-                cwd=REPO,
+                cwd=self.dir if foreign else REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**env, "PYTHONUNBUFFERED": "1"},
             )
 
     async def wait_status(self, pred: Any, within: float) -> dict[str, Any]:
@@ -159,9 +178,14 @@ class Watchdog:
 
 @asynccontextmanager
 async def watching(
-    cfg: dict[str, Any], *, extra_args: tuple[str, ...] = (), user: str | None = None
+    cfg: dict[str, Any],
+    *,
+    extra_args: tuple[str, ...] = (),
+    user: str | None = None,
+    python: str = sys.executable,
+    ambient_caps: tuple[str, ...] = (),
 ) -> AsyncIterator[Watchdog]:
-    wd = Watchdog(cfg, extra_args=extra_args, user=user)
+    wd = Watchdog(cfg, extra_args=extra_args, user=user, python=python, ambient_caps=ambient_caps)
     try:
         yield await wd.start()
     except BaseException:

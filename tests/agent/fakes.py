@@ -76,7 +76,10 @@ class Table:
         if p.last is not None:
             p.cpu_seconds += p.cpu * (t - p.last)
         p.last = t
-        return ProcessReading(t, p.cpu_seconds, 100 << 20, 20, 4, 2, loop_outside_selector=p.outside_selector)
+        return ProcessReading(
+            t, p.cpu_seconds, 100 << 20, 20, 4, 2, loop_outside_selector=p.outside_selector,
+            loop_runnable_seconds=p.cpu_seconds,
+        )  # fmt: skip
 
     def alive(self, worker: WorkerId) -> bool:
         p = self.procs.get(worker.pid)
@@ -162,9 +165,9 @@ class Rig:
         """Let action chains run until none is left (bounded: fakes never block)."""
         for _ in range(10_000):
             await anyio.lowlevel.checkpoint()
-            if not self.agent._chains:
+            if not self.agent.judge.chains:
                 return
-        raise AssertionError(f"action chains still running: {self.agent._chains}")
+        raise AssertionError(f"action chains still running: {self.agent.judge.chains}")
 
     def kinds(self) -> list[str]:
         return [e.kind for e in self.agent.events.recent()]

@@ -44,11 +44,13 @@ async def test_a_spin_fires_on_its_first_look_and_recycles_only_that_worker(tmp_
         assert fired_at - onset <= 3.0  # the first look decides: no fixed hold after it
         assert r.table.signals == [(pid, "SIGTERM"), (pid, "SIGKILL")]  # the spin ignores SIGTERM
         assert other in r.table.procs
-        (note,) = r.notes.sent
+        note, closed = r.notes.sent  # firing, then resolved once the worker is gone: receivers close what opened
         assert note["rule"] == "cancel-delivery-spin"
         assert note["status"] == "firing"
         assert note["evidence"]["stack_verdict"]["kind"] == "spin"
         assert note["evidence"]["recycle"]["outcome"] == "recycled"
+        assert (closed["status"], closed["rule"], closed["worker"]) == ("resolved", note["rule"], pid)
+        assert closed["evidence"]["resolved_because"] == f"worker {pid} is gone"
 
 
 async def test_the_look_evidence_is_attached_and_the_diagnosis_does_not_delay_the_sigterm(tmp_path: Path) -> None:
@@ -68,7 +70,7 @@ async def test_the_look_evidence_is_attached_and_the_diagnosis_does_not_delay_th
             await spin_scene(r)
             for _ in range(4):
                 await r.tick()
-        (note,) = r.notes.sent
+        note = r.notes.sent[0]
         assert note["evidence"]["diagnosis"] == {"verdicts": [{"kind": "spin"}]}
         assert order[0] == "diagnose started"
         assert order[1] != "diagnose sees signals 0", "the diagnosis ran before the SIGTERM went out"
@@ -90,7 +92,7 @@ async def test_two_rules_on_one_blocked_worker_give_one_recycle_and_one_notifica
             for _ in range(3):
                 await r.tick()
         assert [s for s in r.table.signals if s[1] == "SIGTERM"] == [(bad.id.pid, "SIGTERM")]
-        (note,) = r.notes.sent
+        (note,) = [n for n in r.notes.sent if n["status"] == "firing"]
         rules_in_note = {note["rule"], *(j["rule"] for j in note["evidence"]["joined"])}
         assert rules_in_note == {"event-loop-blocked", "event-loop-stalled"}
         assert "budget_denied" not in r.kinds()
@@ -125,7 +127,7 @@ async def test_dry_run_records_what_it_would_do_and_sends_nothing(tmp_path: Path
                 await r.tick()
         assert r.table.signals == []
         assert any("would recycle" in e.message for e in r.agent.events.recent())
-        (note,) = r.notes.sent
+        (note,) = r.notes.sent  # dry run: the worker stays, nothing resolves
         assert note["dry_run"] is True
         assert note["evidence"]["recycle"]["outcome"] == "dry_run"
 
@@ -221,13 +223,14 @@ async def test_status_is_strict_json_and_dead_workers_leave_no_series(tmp_path: 
 
 
 async def test_a_worker_that_heats_up_is_looked_at_at_once(tmp_path: Path) -> None:
-    cfg, rules = config(tmp_path)
+    """Even when its previous look was moments ago: the jump is how a spin begins (default 5 s look gap)."""
+    cfg, rules = config(tmp_path, intervals={"process": "1s", "metrics": "1s", "stacks": "5s", "probes": "2s"})
     with rig(cfg, rules) as r:
         p = r.table.spawn(cpu=0.01)
-        for _ in range(3):
-            await r.tick()
-        before = len(r.looks.taken)
+        await r.tick()
+        await r.tick()
+        looked = list(r.looks.taken)
+        assert looked == [p.id.pid]  # the first look, on the first round
         p.cpu = 1.0
-        await r.tick()
-        await r.tick()
-        assert len(r.looks.taken) > before
+        await r.tick()  # the round that first sees 100 % CPU: 2 s after the previous look, not 5
+        assert len(r.looks.taken) == 2

@@ -125,6 +125,16 @@ def test_a_good_config_passes_and_reads_back(
             id="bad-regex",
         ),
         pytest.param("targets: []\n", "watchdog.yaml:1: targets: name at least one target", id="no-targets"),
+        pytest.param(
+            "targets:\n  - name: demo\n    match: {pid: 1}\nserver:\n  listen: 0.0.0.0:9464\n",
+            "watchdog.yaml:5: server.token: listen '0.0.0.0:9464' is not a loopback address",
+            id="open-listener-without-token",
+        ),
+        pytest.param(
+            "targets:\n  - name: demo\n    match: {pid: 1}\nserver: {listen: 'pod.local:9464', token: ''}\n",
+            "watchdog.yaml:4: server.token: listen 'pod.local:9464' is not a loopback address",
+            id="host-name-listener-with-empty-token",
+        ),
     ],
 )
 def test_bad_input_gives_one_clear_message_and_exit_2(

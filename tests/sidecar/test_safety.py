@@ -46,7 +46,8 @@ SUPERVISOR = textwrap.dedent("""
 CPU_RULE = """
 rules:
   - name: hot
-    when: {all: ["cpu_percent > 50"]}
+    # the burner's demand, not the CPU it gets: on a shared 2-core machine it may get far less than half a core
+    when: {all: ["loop_runnable_percent > 50"]}
     for: 1s
     actions: [recycle, notify]
     cooldown: 1s

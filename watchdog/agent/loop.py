@@ -1,12 +1,11 @@
-"""The sidecar's main loop: discover workers, sample signals, judge rules, hand actions to the actuator.
+"""The sidecar's main loop: discover workers, sample signals, and let the judge and the actuator do the rest.
 
-One anyio task group runs a round per signal source (process facts and discovery in a thread, metrics
-scrapes, py-spy stack looks on suspicion, probes), the notifier, a heartbeat, and one task per action request.
-The agent keeps the schedule and the picture of the world (``world.World``); what to do about a rule that
-fires is the actuator's business (``watchdog.actions.actuator``), and the status document is built in
-``status``. Everything that touches the outside world is injected: the clocks, discovery and the process
-table, the stack sampler, the prober, the diagnoser and the actuator's signal sender. So the loop is tested
-with fakes in well under a second, and end to end with the real things.
+One anyio task group runs a round per signal source (discovery and process facts in a thread, metrics scrapes,
+py-spy stack looks on suspicion, probes), the notifier, a heartbeat, and one task per action request. The agent
+keeps the schedule; ``world`` holds what is known, ``judge`` turns rule transitions into events and requests,
+``watchdog.actions.actuator`` acts, ``status`` reports. Everything that touches the outside world is injected
+(clocks, discovery, process table, stack sampler, prober, diagnoser, signal sender): tests/agent/test_loop.py
+drives the loop with fakes in about a second.
 """
 
 from __future__ import annotations
@@ -22,24 +21,24 @@ import aiohttp
 import anyio
 from anyio.abc import TaskGroup
 
-from watchdog.actions.actuator import ActionRequest, Actuator, Diagnoser, Origin
+from watchdog.actions.actuator import Actuator, Diagnoser
 from watchdog.actions.notify import Notifier
 from watchdog.actions.recycle import RecyclePlan, Recycler
 from watchdog.actions.state import PauseSwitch, StateFile
 from watchdog.agent import sources
-from watchdog.agent.events import Event, EventLog
+from watchdog.agent.events import EventLog
+from watchdog.agent.judge import Judge
 from watchdog.agent.metrics import AgentMetrics
 from watchdog.agent.replacement import await_replacement
-from watchdog.agent.stacks import LookSchedule, StackLook
+from watchdog.agent.stacks import StackLook
+from watchdog.agent.status import status_document
 from watchdog.agent.world import Prober, ProbeRun, TargetState, WorkerState, World
 from watchdog.config import Config
 from watchdog.discovery import Discovery, TargetView, WorkerId
 from watchdog.errors import ProcessGone
-from watchdog.rules import LoadedRules, RuleEngine, Transition
-from watchdog.signals.catalog import format_value, parse_ref
+from watchdog.rules import LoadedRules, RuleEngine
 
 log = logging.getLogger("watchdog.agent")
-_SENTINEL = parse_ref("metric:watchdog_guard_cancel_spin_scopes")
 
 __all__ = ["Agent", "Diagnoser", "ProbeRun", "Prober", "StackSampler"]
 
@@ -92,12 +91,10 @@ class Agent:
             cfg, self, events=self.events, metrics=self.metrics, recycler=recycler, notifier=notifier,
             diagnoser=diagnoser, wall=wall, state=state, pause=PauseSwitch(cfg.pause_file),
         )  # fmt: skip
-        self._chains: set[tuple[str, str]] = set()
-        self._tg: TaskGroup | None = None
+        self.judge = Judge(self.world, self.actuator, events=self.events, metrics=self.metrics)
         self._http: aiohttp.ClientSession | None = None
-        self.last_beat = clock()
+        self.last_beat, self._stack_limit = clock(), anyio.CapacityLimiter(2)
         self.lags: deque[tuple[float, float]] = deque(maxlen=64)  # (when, lag) of recent late beats
-        self._stack_limit = anyio.CapacityLimiter(2)
 
     # ---- running -------------------------------------------------------------------------------------------
     async def run(self, *, ready: Callable[[], None] | None = None) -> None:
@@ -121,7 +118,7 @@ class Agent:
 
     def act_in(self, tg: TaskGroup, http: aiohttp.ClientSession | None = None) -> None:
         """Where action requests run (``run`` calls this; tests drive the rounds themselves)."""
-        self._tg, self._http, self.actuator.http = tg, http, http
+        self.judge.tg, self._http, self.actuator.http = tg, http, http
 
     async def _every(self, interval: float, fn: Callable[[], Awaitable[None]]) -> None:
         while True:
@@ -168,12 +165,12 @@ class Agent:
                 if reading.denied != ws.process_error:
                     if reading.denied is not None:
                         self.metrics.sampling_errors.labels("process", "permission").inc()
-                        self._event("process_unreadable", ts, ws, reading.denied, severity="warning")
+                        self.judge.event("process_unreadable", ts, ws, reading.denied, severity="warning")
                     ws.process_error = reading.denied
                 ws.reading = reading
                 self._record(ts, ws, now, values, stale_after=3 * self.cfg.intervals.process)
-                self._judge_worker(ts, ws, now)
-            self._judge_target(ts, now)
+                self.judge.worker(ts, ws, now)
+            self.judge.target(ts, now)
 
     def _read_all(self, now: float) -> dict[str, sources.ProcessReading]:
         out = {}
@@ -186,27 +183,22 @@ class Agent:
 
     def _sync_workers(self, ts: TargetState, view: TargetView) -> None:
         previous_problem = ts.view.problem if ts.view is not None else None
-        ts.view = view
         name = ts.cfg.name
         self.metrics.target_up.labels(name).set(0 if view.problem and not view.workers else 1)
         if view.problem and view.problem != previous_problem:
-            self._event("target_problem", ts, None, view.problem, severity="warning")
-        current = {w.key: w for w in view.workers}
-        for key in [k for k in ts.workers if k not in current]:
-            ws = ts.workers.pop(key)
-            for st in self.rules.forget(key):  # a dead worker's series go too, not just to zero
+            self.judge.event("target_problem", ts, None, view.problem, severity="warning")
+        gone, new = self.world.sync(ts, view, self.memory_limit)
+        for ws in gone:
+            states = self.rules.forget(ws.id.key)
+            self.judge.gone(ts, ws, states)
+            for st in states:  # a dead worker's series go too, not just to zero
                 self.metrics.remove_series(self.metrics.rule_state, name, st.rule, str(ws.id.pid))
             for signal_name in ws.exported:
                 self.metrics.remove_series(self.metrics.signal, name, str(ws.id.pid), signal_name)
-            self._event("worker_gone", ts, ws, "exited")
-        for key, wid in current.items():
-            if key not in ts.workers:
-                looks = LookSchedule(self.cfg.intervals.stacks, self.cfg.stacks.baseline)
-                limit = ts.cfg.memory_limit or self.memory_limit(wid.pid)
-                ws = ts.workers[key] = WorkerState(wid, name, memory_limit=limit, looks=looks)
-                self._event("worker_new", ts, ws, "watching")
+            self.judge.event("worker_gone", ts, ws, "exited")
+        for ws in new:
+            self.judge.event("worker_new", ts, ws, "watching")
         self.metrics.workers.labels(name).set(len(ts.workers))
-        ts.signals["target_workers"] = float(len(ts.workers))
 
     def _record(
         self, ts: TargetState, ws: WorkerState, now: float, values: dict[str, float | None], *, stale_after: float
@@ -227,37 +219,20 @@ class Agent:
             if result.error:
                 self.metrics.sampling_errors.labels("metrics", "scrape").inc()
                 if ts.scrape is None or not ts.scrape.error:
-                    self._event("metrics_down", ts, None, result.error, severity="warning")
+                    self.judge.event("metrics_down", ts, None, result.error, severity="warning")
             ts.scrape, ts.scraped_at = result, self.clock()
             now = self.clock()
             for ws in ts.workers.values():
-                self._judge_worker(ts, ws, now)
+                self.judge.worker(ts, ws, now)
 
     # ---- stacks -------------------------------------------------------------------------------------------
     async def stacks_round(self) -> None:
-        now = self.clock()
-        due: list[tuple[TargetState, WorkerState]] = []
-        for ts in self.targets.values():
-            for ws in ts.workers.values():
-                cpu, sockets = ws.store.current("cpu_percent", now), ws.store.current("sockets", now)
-                sentinel = self.world.lookup(ts, ws, now)(_SENTINEL)
-                stalled = (
-                    ws.store.current("loop_wait_outside_selector", now) == 1.0
-                    or ws.probe_streak > 0
-                    or (sentinel is not None and sentinel >= 1)
-                )
-                hot_at = self.cfg.stacks.hot_cpu_percent
-                why = ws.looks.due(
-                    now, cpu=cpu, sockets=sockets, stalled=stalled,
-                    hot=cpu is not None and cpu >= hot_at, cool=cpu is not None and cpu < hot_at / 2,
-                )  # fmt: skip
-                if why is not None and not self.actuator.recycling(ws.id):
-                    self.metrics.stack_looks.labels(why).inc()
-                    ws.looks.last = now  # claimed: the next round must not start a second look meanwhile
-                    due.append((ts, ws))
+        due = self.world.due_looks(self.clock(), skip=self.actuator.recycling)
+        for why, _, _ in due:
+            self.metrics.stack_looks.labels(why).inc()
         if due:
             async with anyio.create_task_group() as tg:
-                for ts, ws in due:
+                for _, ts, ws in due:
                     tg.start_soon(self._look, ts, ws)
 
     async def _look(self, ts: TargetState, ws: WorkerState) -> None:
@@ -276,7 +251,7 @@ class Agent:
                 message = str(exc) or type(exc).__name__
                 self.metrics.sampling_errors.labels("stacks", type(exc).__name__).inc()
                 if message != ws.stack_error:
-                    self._event("stacks_unavailable", ts, ws, message, severity="warning")
+                    self.judge.event("stacks_unavailable", ts, ws, message, severity="warning")
                 ws.stack_error = message
                 return
             finally:
@@ -289,7 +264,7 @@ class Agent:
         # with the process signals sampled in between
         stale_after = self.cfg.stacks.baseline + 2 * self.cfg.stacks.duration
         self._record(ts, ws, now, look.signals, stale_after=stale_after)
-        self._judge_worker(ts, ws, now)
+        self.judge.worker(ts, ws, now)
 
     # ---- probes -------------------------------------------------------------------------------------------
     async def probes_round(self) -> None:
@@ -308,59 +283,8 @@ class Agent:
             if owner is not None:
                 self._record(ts, owner, now, values, stale_after=3 * self.cfg.intervals.probes)
             for ws in ts.workers.values():
-                self._judge_worker(ts, ws, now)
-            self._judge_target(ts, now)
-
-    # ---- rules → events, metrics and action requests -------------------------------------------------------
-    def _judge_worker(self, ts: TargetState, ws: WorkerState, now: float) -> None:
-        lookup = self.world.lookup(ts, ws, now)
-        for tr in self.rules.evaluate(ws.id.key, self.rules.worker_rules(), lookup, now):
-            self._on_transition(ts, ws, tr)
-
-    def _judge_target(self, ts: TargetState, now: float) -> None:
-        lookup = self.world.lookup(ts, None, now)
-        for tr in self.rules.evaluate(f"target:{ts.cfg.name}", self.rules.target_rules(), lookup, now):
-            self._on_transition(ts, None, tr)
-
-    def _on_transition(self, ts: TargetState, ws: WorkerState | None, tr: Transition) -> None:
-        rule, pid = tr.rule, (ws.id.pid if ws is not None else None)
-        evidence: dict[str, Any] = {"signals": tr.values}
-        if ws is not None and ws.verdict is not None:
-            evidence["stack_verdict"] = ws.verdict  # the look that fired (or the latest): evidence without delay
-        origin = Origin("rule", rule.name, rule.severity, rule.description, rule.advice, rule.grace)
-        request = ActionRequest(origin, ts.cfg.name, ws.id if ws is not None else None, tuple(rule.actions), evidence)
-        if tr.after != tr.before:
-            self.metrics.rule_transitions.labels(rule.name, tr.after).inc()
-            self.metrics.rule_state.labels(ts.cfg.name, rule.name, str(pid or "")).set(tr.after == "firing")
-            if tr.after in ("firing", "resolved"):
-                values = ", ".join(f"{k} {format_value(k, v)}" for k, v in tr.values.items())
-                self._event(
-                    f"rule_{tr.after}", ts, ws, f"{rule.name} {tr.after}: {values}", rule=rule.name,
-                    severity=rule.severity if tr.after == "firing" else "info", evidence={"signals": tr.values},
-                )  # fmt: skip
-            if tr.after == "resolved" and "notify" in rule.actions:
-                self.actuator.notify(request, "resolved", evidence)
-        if tr.actions_due and (rule.name, tr.subject) not in self._chains and self._tg is not None:
-            self._chains.add((rule.name, tr.subject))
-            self._tg.start_soon(self._act, request, tr.subject)
-
-    async def _act(self, request: ActionRequest, subject: str) -> None:
-        try:
-            await self.actuator.handle(request)
-        finally:
-            self._chains.discard((request.origin.name, subject))
-
-    def _event(
-        self, kind: str, ts: TargetState, ws: WorkerState | None, message: str, *,
-        rule: str | None = None, severity: str = "info", evidence: dict[str, Any] | None = None,
-    ) -> None:  # fmt: skip
-        who = f"worker {ws.id.pid}" if ws is not None else "target"
-        self.events.add(
-            Event(
-                kind, f"{ts.cfg.name}: {who}: {message}", target=ts.cfg.name, worker=ws.id.pid if ws else None,
-                rule=rule, severity=severity, evidence=evidence or {},
-            )
-        )  # fmt: skip
+                self.judge.worker(ts, ws, now)
+            self.judge.target(ts, now)
 
     # ---- what the actuator asks of the world (WorldView) ---------------------------------------------------
     def healthy_others(self, target: str, worker: WorkerId) -> int:
@@ -373,6 +297,4 @@ class Agent:
         )
 
     def status(self) -> dict[str, Any]:
-        from watchdog.agent.status import status_document
-
         return status_document(self)

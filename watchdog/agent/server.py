@@ -1,16 +1,25 @@
 """The sidecar's own HTTP server (aiohttp): ``/metrics``, ``/healthz``, ``/v1/status``, ``/v1/alertmanager``.
 
-Bound to 127.0.0.1 unless configured otherwise. The one endpoint that can act, ``POST /v1/alertmanager`` (an
-Alertmanager webhook receiver, served when ``server.alertmanager_webhook`` is on), requires ``server.token``;
-it answers at once and leaves the acting to the agent.
+Bound to 127.0.0.1 unless configured otherwise. When ``server.token`` is set, every endpoint except
+``/healthz`` (the kubelet's and systemd's liveness check) and ``/metrics`` (Prometheus; it carries no stacks,
+command lines or evidence) requires ``Authorization: Bearer <token>``, compared in constant time. The config
+refuses a listener that is not loopback without a token, so whatever is reachable from the network is
+authenticated; an endpoint added later is covered by the middleware without asking for it.
+
+``POST /v1/alertmanager`` (an Alertmanager webhook receiver, served when ``server.alertmanager_webhook`` is on; the
+config requires the token then) checks its credentials itself: a bearer token or basic auth with the token as
+password (Alertmanager's ``http_config`` offers both), and every refusal is counted. It answers at once and
+leaves the acting to the agent.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from watchdog.actions.inbound import MAX_BODY, BadWebhook, authorized, parse_webhook
@@ -49,7 +58,7 @@ async def _status(request: web.Request) -> web.Response:
 
 def _refuse(count: Callable[[str, int], None], status: int, outcome: str, message: str) -> web.Response:
     count(outcome, 1)
-    headers = {"WWW-Authenticate": 'Bearer realm="watchdog"'} if status == 401 else None
+    headers = {"WWW-Authenticate": 'Bearer realm="mcp-watchdog"'} if status == 401 else None
     return web.json_response({"status": "error", "error": message}, status=status, headers=headers)
 
 
@@ -83,8 +92,36 @@ async def _alertmanager(request: web.Request) -> web.Response:
     )
 
 
+OPEN_PATHS = frozenset({"/healthz", "/metrics"})
+OWN_AUTH_PATHS = frozenset({"/v1/alertmanager"})
+"""Endpoints that check the token themselves (and count refusals): the middleware lets them through."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def bearer_auth(token: str) -> Middleware:
+    """Middleware: ``Authorization: Bearer <token>`` on every path but :data:`OPEN_PATHS`, else 401."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in OPEN_PATHS or request.path in OWN_AUTH_PATHS:
+            return await handler(request)
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return web.json_response(
+                {"error": "this endpoint needs 'Authorization: Bearer <server.token>'"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="mcp-watchdog"'},
+            )
+        return await handler(request)
+
+    return check
+
+
 def make_app(agent: Agent, inbox: AlertInbox | None = None) -> web.Application:
-    app = web.Application()
+    token = agent.cfg.server.token
+    app = web.Application(middlewares=[bearer_auth(token)] if token else [])
     app[AGENT] = agent
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)

@@ -17,11 +17,12 @@ import psutil
 
 from watchdog.discovery import WorkerId
 from watchdog.errors import MetricsUnavailable
+from watchdog.guard import _metrics as guard_metrics  # the guard's metric names, declared once there
 from watchdog.signals import metrics as prom
 from watchdog.signals.catalog import SignalRef
 from watchdog.signals.cgroup import read_cgroup_memory
 from watchdog.signals.metrics import MetricSample
-from watchdog.signals.process import thread_state
+from watchdog.signals.process import thread_schedstat, thread_state
 from watchdog.signals.series import Point, SignalStore, slope
 
 
@@ -34,6 +35,7 @@ class ProcessReading:
     sockets: int
     threads: int
     loop_outside_selector: bool | None = None
+    loop_runnable_seconds: float | None = None  # the loop thread's time on a CPU plus time waiting for one
     denied: str | None = None  # what could not be read for lack of permission
 
 
@@ -95,6 +97,7 @@ def read_process(worker: WorkerId, t: float) -> ProcessReading | None:
         return ProcessReading(
             t=t, cpu_seconds=cpu.user + cpu.system, rss=rss, fds=fds, sockets=sockets, threads=threads,
             loop_outside_selector=loop_outside_selector(worker.pid), denied=denied,
+            loop_runnable_seconds=None if (sched := thread_schedstat(worker.pid, worker.pid)) is None else sum(sched),
         )  # fmt: skip
     except (psutil.NoSuchProcess, psutil.ZombieProcess, FileNotFoundError, ProcessLookupError):
         return None
@@ -133,8 +136,12 @@ def process_signals(
         "cpu_percent": None,
         "memory_limit_bytes": float(memory_limit) if memory_limit else None,
     }
+    out["loop_runnable_percent"] = None
     if previous is not None and now.t > previous.t and math.isfinite(now.cpu_seconds - previous.cpu_seconds):
         out["cpu_percent"] = max(0.0, 100.0 * (now.cpu_seconds - previous.cpu_seconds) / (now.t - previous.t))
+        if now.loop_runnable_seconds is not None and previous.loop_runnable_seconds is not None:
+            runnable = now.loop_runnable_seconds - previous.loop_runnable_seconds
+            out["loop_runnable_percent"] = min(100.0, max(0.0, 100.0 * runnable / (now.t - previous.t)))
     if now.fds >= 0:
         fd_series = store.series("open_fds")
         fd_points = fd_series.since(now.t - fd_window) if fd_series else []
@@ -179,9 +186,9 @@ class Scrape:
         for s in self.samples:
             if s.labels.get("pid") != str(pid):
                 continue
-            if s.name == "watchdog_guard_limiter_in_flight":
+            if s.name == guard_metrics.LIMITER_IN_FLIGHT.name:
                 in_flight[s.labels.get("name", "")] = s.value
-            elif s.name == "watchdog_guard_limiter_limit":
+            elif s.name == guard_metrics.LIMITER_LIMIT.name:
                 limit[s.labels.get("name", "")] = s.value
         ratios = [in_flight.get(n, 0.0) / v for n, v in limit.items() if v > 0]
         return max(ratios) if ratios else None

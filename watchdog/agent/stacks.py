@@ -91,6 +91,11 @@ def signals_of(verdict: Verdict, main: Any, patterns: Mapping[str, re.Pattern[st
     return out
 
 
+ONSET_GAP = 1.0
+"""A worker whose CPU jumps (from below 60 % to 90 % and more) is looked at this soon after its previous look,
+whatever the gap: that jump is how a spin begins, and detection time is counted from it."""
+
+
 @dataclass
 class LookSchedule:
     """When to look at one worker's stacks: cheap signals run always, py-spy only on suspicion.
@@ -133,7 +138,7 @@ class LookSchedule:
             return "stalled"
         if cool:
             self.gap = self.min_gap
-        elif since >= self.min_gap and self.fingerprint is not None:
+        elif since >= min(self.min_gap, ONSET_GAP) and self.fingerprint is not None:
             was_cpu, was_sockets = self.fingerprint
             now_cpu, now_sockets = self._print(cpu, sockets)
             clients_left = was_sockets - now_sockets >= 3 and now_sockets <= was_sockets // 2

@@ -17,9 +17,12 @@ from watchdog.agent.sources import ProcessReading, Scrape
 from watchdog.agent.stacks import LookSchedule
 from watchdog.config import Config, Target
 from watchdog.discovery import TargetView, WorkerId
+from watchdog.guard import _metrics as guard_metrics  # the guard's metric names, declared once there
 from watchdog.rules import RuleEngine
-from watchdog.signals.catalog import SignalRef
+from watchdog.signals.catalog import SignalRef, parse_ref
 from watchdog.signals.series import SignalStore
+
+_SENTINEL = parse_ref(f"metric:{guard_metrics.CANCEL_SPIN_SCOPES.name}")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,49 @@ class World:
         self.cfg = cfg
         self.rules = rules
         self.targets = {t.name: TargetState(t) for t in cfg.targets}
+
+    def sync(
+        self, ts: TargetState, view: TargetView, memory_limit: Callable[[int], int | None]
+    ) -> tuple[list[WorkerState], list[WorkerState]]:
+        """Take discovery's view of a target: the workers that are gone, and the new ones (now watched)."""
+        ts.view = view
+        current = {w.key: w for w in view.workers}
+        gone = [ts.workers.pop(k) for k in [k for k in ts.workers if k not in current]]
+        new = []
+        for key, wid in current.items():
+            if key not in ts.workers:
+                looks = LookSchedule(self.cfg.intervals.stacks, self.cfg.stacks.baseline)
+                limit = ts.cfg.memory_limit or memory_limit(wid.pid)
+                ts.workers[key] = WorkerState(wid, ts.cfg.name, memory_limit=limit, looks=looks)
+                new.append(ts.workers[key])
+        ts.signals["target_workers"] = float(len(ts.workers))
+        return gone, new
+
+    def due_looks(self, now: float, *, skip: Callable[[WorkerId], bool]) -> list[tuple[str, TargetState, WorkerState]]:
+        """The workers due for a stack look now, and why; each is claimed (the next round will not start a
+        second look meanwhile). ``skip``: workers not to look at (one being recycled)."""
+        due = []
+        hot_at = self.cfg.stacks.hot_cpu_percent
+        for ts in self.targets.values():
+            for ws in ts.workers.values():
+                # how hot: what it got of a CPU, or what it wanted (runnable), whichever is more
+                heat = [ws.store.current(n, now) for n in ("cpu_percent", "loop_runnable_percent")]
+                cpu = max((h for h in heat if h is not None), default=None)
+                sockets = ws.store.current("sockets", now)
+                sentinel = self.lookup(ts, ws, now)(_SENTINEL)
+                stalled = (
+                    ws.store.current("loop_wait_outside_selector", now) == 1.0
+                    or ws.probe_streak > 0
+                    or (sentinel is not None and sentinel >= 1)
+                )
+                why = ws.looks.due(
+                    now, cpu=cpu, sockets=sockets, stalled=stalled,
+                    hot=cpu is not None and cpu >= hot_at, cool=cpu is not None and cpu < hot_at / 2,
+                )  # fmt: skip
+                if why is not None and not skip(ws.id):
+                    ws.looks.last = now
+                    due.append((why, ts, ws))
+        return due
 
     def lookup(self, ts: TargetState, ws: WorkerState | None, now: float) -> Callable[[SignalRef], float | None]:
         """How rules read signals for ``ws`` (or for the target as a whole when None) at ``now``."""

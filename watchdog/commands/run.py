@@ -6,6 +6,11 @@ import argparse
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from watchdog.agent.loop import Agent
+    from watchdog.agent.sdnotify import Notifier
 
 NAME = "run"
 HELP = "Run the watchdog sidecar: watch the configured targets, evaluate rules, act, serve /metrics and /v1/status."
@@ -21,11 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    import functools
 
     import anyio
 
+    from watchdog.agent import sdnotify
     from watchdog.agent.wiring import build_agent, load_everything
     from watchdog.cli import EXIT_OK, EXIT_USAGE
+    from watchdog.config.model import is_loopback, token_required_message
     from watchdog.errors import ConfigError, ConfigErrors
 
     try:
@@ -39,10 +47,14 @@ def run(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, dry_run=True)
     if args.listen:
         cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, listen=args.listen))
+        if not cfg.server.token and not is_loopback(args.listen):
+            print(f"watchdog run: --listen: {token_required_message(args.listen)}", file=sys.stderr)
+            return EXIT_USAGE
     loaded.cfg = cfg
     agent = build_agent(loaded)
     rules = loaded.rules
     log = logging.getLogger("watchdog")
+    systemd = sdnotify.from_environ()
 
     async def main() -> None:
         from watchdog.agent import server
@@ -57,10 +69,18 @@ def run(args: argparse.Namespace) -> int:
         )
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(agent.run)
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    if systemd is None:
+                        tg.start_soon(agent.run)
+                    else:
+                        notifier = systemd
+                        # READY once the listener is bound (above) and the first discovery round is done
+                        tg.start_soon(functools.partial(agent.run, ready=lambda: notifier.ready(summary(agent))))
+                        tg.start_soon(keep_systemd_fed, agent, notifier)
                     async for signum in signals:
                         log.info("received %s; shutting down", signal.Signals(signum).name)
+                        if systemd is not None:
+                            systemd.stopping(f"stopping on {signal.Signals(signum).name}")
                         tg.cancel_scope.cancel()
                         break
         finally:
@@ -74,3 +94,30 @@ def run(args: argparse.Namespace) -> int:
         print(f"watchdog run: cannot listen on {cfg.server.listen}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
+
+
+def summary(agent: Agent) -> str:
+    """The one line ``systemctl status`` shows: targets, workers, recycles in the window, dry run."""
+    act = agent.actuator
+    workers = sum(len(ts.workers) for ts in agent.targets.values())
+    recycles = sum(act.budget.used(name, act.wall()) for name in agent.targets)
+    dry = "; DRY RUN" if agent.cfg.dry_run else "; PAUSED" if act.pause.paused() else ""
+    return f"watching {len(agent.targets)} target(s), {workers} worker(s); {recycles} recycle(s) in window{dry}"
+
+
+async def keep_systemd_fed(agent: Agent, notifier: Notifier) -> None:
+    """Ping systemd's watchdog while the agent's heartbeat is fresh, and keep STATUS= current.
+
+    This task runs on the agent's own event loop: if that loop stalls, this stalls too and the pings stop, and
+    a fresh-heartbeat check catches a loop that runs while the agent's heartbeat task does not. No thread.
+    """
+    import anyio
+
+    from watchdog.agent.server import STALL_AFTER
+
+    period = min(1.0, notifier.ping_interval / 2) if notifier.ping_interval else 1.0
+    while True:
+        await anyio.sleep(period)
+        now = agent.clock()
+        if now - agent.last_beat <= STALL_AFTER:
+            notifier.beat(now, summary(agent))

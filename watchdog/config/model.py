@@ -16,8 +16,20 @@ from watchdog.config._schema import Duration, FilePath, Regex, Size, at_least, h
 
 Report = Callable[[str | None, str], None]
 
-BUNDLED_RULES = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"
-"""The default rule pack, used when a config names none (present in a source checkout)."""
+
+def bundled(folder: str, name: str) -> Path:
+    """A file the product ships in its top-level ``rules/`` or ``probes/`` folder.
+
+    An installed wheel carries those folders as ``watchdog/_bundled/`` (pyproject.toml maps them); a source
+    checkout or an editable install reads the top-level folder itself.
+    """
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "_bundled" / folder / name
+    return installed if installed.exists() else package.parent / folder / name
+
+
+BUNDLED_RULES = bundled("rules", "default.yaml")
+"""The default rule pack, used when a config names none."""
 
 
 def _signal_name(value: str) -> str | None:
@@ -108,12 +120,38 @@ class Server:
 
     listen: str = setting("127.0.0.1:9464", doc="Address to bind, HOST:PORT.", check=_host_port)
     token: str | None = setting(
-        None, doc="Bearer token required by endpoints that can act; write it as `${WATCHDOG_TOKEN}`."
+        None,
+        doc="Bearer token that every endpoint but `/healthz` and `/metrics` requires when set; required itself "
+        "when `listen` is not a loopback address. Write it as `${WATCHDOG_TOKEN}`.",
     )
     alertmanager_webhook: bool = setting(
         False,
         doc="Serve `POST /v1/alertmanager`, an Alertmanager webhook receiver that can diagnose or recycle "
         "(needs `token`; Alertmanager sends it as a bearer token, or as the basic-auth password).",
+    )
+
+    def __config_check__(self, report: Report) -> None:
+        if not self.token and not is_loopback(self.listen):
+            report("token", token_required_message(self.listen))
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether HOST:PORT binds only the loopback interface (127.0.0.0/8, ::1 or 'localhost')."""
+    import ipaddress
+
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name may resolve to anything: treat it as reachable from outside
+
+
+def token_required_message(listen: str) -> str:
+    return (
+        f"listen {listen!r} is not a loopback address, so /v1/status (stacks, command lines, evidence) would be "
+        "open to the network: set server.token (e.g. '${WATCHDOG_TOKEN}') or listen on 127.0.0.1"
     )
 
 

@@ -37,6 +37,14 @@ SIGNALS: dict[str, SignalInfo] = {
     s.name: s
     for s in [
         _s("cpu_percent", "percent of one core", "process", "CPU used since the previous process sample."),
+        _s(
+            "loop_runnable_percent",
+            "percent of wall time",
+            "process",
+            "Share of time the worker's main (event-loop) thread was runnable: on a CPU or waiting in the run "
+            "queue for one (/proc schedstat). A spinning loop is runnable all the time even on a machine so busy "
+            "that it gets 30 % of a core, where cpu_percent would understate it.",
+        ),
         _s("rss_bytes", "bytes", "process", "Resident memory."),
         _s(
             "rss_growth_bytes_per_second",
@@ -140,6 +148,13 @@ SIGNALS: dict[str, SignalInfo] = {
         ),
     ]
 }
+
+
+def declared(source: Source) -> frozenset[str]:
+    """The built-in signals one producer emits: its entries in the catalogue. A test runs each producer and
+    holds what it emits to exactly this set, so a name cannot drift between its producer and the rules."""
+    return frozenset(name for name, info in SIGNALS.items() if info.source == source)
+
 
 _METRIC = re.compile(r"metric:([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?")
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')

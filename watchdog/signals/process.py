@@ -191,6 +191,16 @@ def thread_state(pid: int, tid: int) -> tuple[str, str]:
     return (state, "" if wchan == "0" else wchan)
 
 
+def thread_schedstat(pid: int, tid: int) -> tuple[float, float] | None:
+    """Seconds the thread has spent on a CPU and runnable waiting for one (``/proc/.../schedstat``)."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            on_cpu, waiting = f.read().split()[:2]
+        return int(on_cpu) / 1e9, int(waiting) / 1e9
+    except (OSError, ValueError):
+        return None
+
+
 def _runqueue_wait_s(pid: int, tid: int) -> float | None:
     """Seconds the thread has spent runnable but waiting for a CPU (``/proc/.../schedstat``, second field)."""
     try:
