@@ -25,9 +25,7 @@ from watchdog.actions.notify import Notifier
 from watchdog.agent.events import Event
 from watchdog.agent.metrics import AgentMetrics
 from watchdog.config import Config, Webhook
-from watchdog.discovery import WorkerId
 from watchdog.rules import Rule
-from watchdog.rules.engine import RuleState
 from watchdog.signals.catalog import format_value
 
 if TYPE_CHECKING:
@@ -122,7 +120,6 @@ class Alerting:
             metrics=metrics.alertmanager,
         )
         export_zeros(metrics, [t.name for t in cfg.targets])
-        self._held: dict[tuple[str, int | None], tuple[Agent, list[ActionRequest]]] = {}
         self.inbox: AlertInbox | None = None
         self.webhook = bool(cfg.server.alertmanager_webhook and cfg.server.token)
         self.pull_interval = cfg.notify.pull_interval if cfg.notify.alertmanagers else None
@@ -248,41 +245,6 @@ class Alerting:
         """A worker exited or was recycled: every alert about it resolves."""
         self.sink.resolve_where(lambda key: key.endswith(f"/{target}/{pid}"))
 
-    def gone(self, agent: Agent, target: str, worker: WorkerId, states: list[RuleState]) -> None:
-        """The agent's hook for a worker gone, with the rule states it had: its alerts resolve, and each rule that
-        was firing and notifies sends ``resolved`` on the webhook, so a receiver can close what it opened.
-
-        A worker that is gone because it is being recycled goes before its recycle's (firing) notification, which
-        waits for the replacement: its ``resolved`` notifications are held until that one has gone out, so a
-        receiver never sees a close before the open."""
-        self.worker_gone(target, worker.pid)
-        rules = {r.name: r for r in agent.rules.rules}
-        closing = []
-        for st in states:
-            rule = rules.get(st.rule)
-            if st.state != "firing" or rule is None or "notify" not in rule.actions:
-                continue
-            origin = Origin("rule", rule.name, rule.severity, rule.description, rule.advice, rule.grace)
-            closing.append(ActionRequest(origin, target, worker, tuple(rule.actions), {}))
-        if not closing:
-            return
-        if agent.actuator.recycling(worker):
-            self._held[(target, worker.pid)] = (agent, closing)
-            while len(self._held) > 100:  # a recycle without a notification never releases its hold
-                self._held.pop(next(iter(self._held)))
-            return
-        for request in closing:
-            agent.actuator.notify(request, "resolved", {"reason": f"worker {worker.pid} is gone"})
-
-    def _release(self, payload: Mapping[str, Any]) -> None:
-        """After a worker's firing notification: its held ``resolved`` notifications go."""
-        held = self._held.pop((str(payload.get("target")), payload.get("worker")), None) if payload else None
-        if held is not None:
-            agent, closing = held
-            for request in closing:
-                assert request.worker is not None
-                agent.actuator.notify(request, "resolved", {"reason": f"worker {request.worker.pid} is gone"})
-
     def notification(self, payload: Mapping[str, Any]) -> None:
         """An actuator notification: a budget refusal, or a recycle that failed, becomes an alert as well."""
         target, pid, rule = str(payload.get("target")), payload.get("worker"), str(payload.get("rule"))
@@ -305,7 +267,7 @@ class Alerting:
 
 class AlertingNotifier(Notifier):
     """Wraps the actuator's ``Notifier``: each notification goes to ``Alerting.notification`` (alerts from budget
-    refusals and failed recycles) and then on; a firing one releases the ``resolved`` ones held for its worker."""
+    refusals and failed recycles) and then on."""
 
     def __init__(self, inner: Notifier, alerting: Alerting) -> None:
         super().__init__([])
@@ -318,8 +280,6 @@ class AlertingNotifier(Notifier):
         except Exception:  # an alert that cannot be built must not stop the webhook
             log.exception("turning a notification into an alert failed")
         self.inner.submit(payload)
-        if payload.get("status") == "firing":
-            self.alerting._release(payload)
 
     async def run(self, http: aiohttp.ClientSession) -> None:
         await self.inner.run(http)
