@@ -113,7 +113,6 @@ class Inbound:
         self.names = {n for n in names if n}
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._remember = remember
-        self.counts: Counter[str] = Counter()
 
     def _for_us(self, labels: Mapping[str, str]) -> bool:
         # a `pod` label decides alone: a Prometheus alert about the server's pod carries the server's scrape
@@ -125,7 +124,7 @@ class Inbound:
         return not instance or instance in self.names or instance.rpartition(":")[0] in self.names
 
     def requests(self, payload: Mapping[str, Any]) -> tuple[list[AlertRequest], Counter[str]]:
-        """The requests in ``payload`` to act on, and how many alerts were left out by why (also in ``counts``)."""
+        """The requests in ``payload`` to act on, and how many alerts were left out by why."""
         out: list[AlertRequest] = []
         skipped: Counter[str] = Counter()
         for a in payload.get("alerts", []):
@@ -148,8 +147,6 @@ class Inbound:
                     receiver=str(payload.get("receiver", "")),
                 )
             )
-        self.counts.update(skipped)
-        self.counts["accepted"] += len(out)
         return out, skipped
 
     def _check(self, a: Mapping[str, Any], labels: Mapping[str, str]) -> str | None:

@@ -46,8 +46,9 @@ class AlertmanagerMetrics:
         self.active = Gauge("watchdog_alertmanager_active_alerts", "Alerts the watchdog holds active.", registry=r)
         self.inbound = Counter(
             "watchdog_alertmanager_inbound_total",
-            "Alerts and requests received on POST /v1/alertmanager, by outcome (acted, duplicate, resolved, "
-            "other_instance, unknown_target, invalid, unauthorized, bad_request, too_large, unsupported_media_type).",
+            "Inbound alerts (POST /v1/alertmanager, or pulled) by outcome: accepted (handed to the actuator), "
+            "duplicate, resolved, other_instance, unknown_target, invalid, overflow; and refused requests: "
+            "unauthorized, bad_request, too_large, unsupported_media_type.",
             ["outcome"],
             registry=r,
         )
