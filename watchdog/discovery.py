@@ -7,6 +7,7 @@ thread.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -16,6 +17,18 @@ from pathlib import Path
 import psutil
 
 from watchdog.config import Target
+
+log = logging.getLogger("watchdog.discovery")
+
+NOT_SERVERS = frozenset(
+    (
+        *("less", "more", "most", "tail", "head", "cat", "grep", "egrep", "fgrep", "rg", "ag", "vim", "vi", "nvim"),
+        *("nano", "emacs", "man", "ps", "pgrep", "pkill", "top", "htop", "watch", "strace", "ltrace", "gdb"),
+        *("py-spy", "journalctl", "ssh", "tmux", "screen", "sudo", "su"),
+    )
+)
+"""Executables a ``cmdline`` match never adopts: a pager, editor or search showing the server's name in its
+arguments (``less app.log``, ``grep gunicorn``) is not the server."""
 
 
 @dataclass(frozen=True, order=True)
@@ -58,6 +71,8 @@ class TargetView:
     roots: list[WorkerId] = field(default_factory=list)
     workers: list[WorkerId] = field(default_factory=list)
     problem: str | None = None
+    matched: list[str] = field(default_factory=list)
+    """For a ``cmdline`` match: what matched, as ``pid 123 (gunicorn): gunicorn app:app …``."""
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -65,6 +80,7 @@ class TargetView:
             "roots": [w.pid for w in self.roots],
             "workers": [{"pid": w.pid, "create_time": w.create_time} for w in self.workers],
             "problem": self.problem,
+            "matched": self.matched,
         }
 
 
@@ -82,6 +98,7 @@ class Discovery:
         self.targets = list(targets)
         self._lister = lister
         self._own = {os.getpid()}
+        self._explained: dict[str, list[str]] = {}
         self._regex = {t.name: re.compile(t.match.cmdline) for t in self.targets if t.match.cmdline}
 
     def scan(self) -> list[TargetView]:
@@ -96,7 +113,7 @@ class Discovery:
     def _resolve(self, t: Target, table: list[psutil.Process]) -> TargetView:
         view = TargetView(t.name)
         try:
-            roots = self._roots(t, table)
+            roots = self._roots(t, table, view)
         except _NotFound as exc:
             view.problem = str(exc)
             return view
@@ -118,7 +135,7 @@ class Discovery:
         view.workers.sort()
         return view
 
-    def _roots(self, t: Target, table: list[psutil.Process]) -> list[psutil.Process]:
+    def _roots(self, t: Target, table: list[psutil.Process], view: TargetView) -> list[psutil.Process]:
         m = t.match
         if m.pid is not None:
             return [_process(m.pid, f"no process with pid {m.pid}")]
@@ -134,19 +151,40 @@ class Discovery:
             return [_process(int(text), f"pidfile {m.pidfile} names pid {text}, which is not running")]
         regex = self._regex[t.name]
         matched: dict[int, psutil.Process] = {}
+        own = self._own  # the watchdog itself; its helpers (py-spy) are in NOT_SERVERS
+        skipped: list[str] = []
         for p in table:
             try:
-                if p.pid in self._own:
+                if p.pid in own:
                     continue
-                cmd = " ".join(p.info.get("cmdline") or [])
+                argv = p.info.get("cmdline") or []
+                cmd = " ".join(argv)
                 if cmd and regex.search(cmd):
+                    if os.path.basename(argv[0]) in NOT_SERVERS:
+                        skipped.append(f"pid {p.pid} ({os.path.basename(argv[0])})")
+                        continue
                     matched[p.pid] = p
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-        roots = [p for p in matched.values() if p.info.get("ppid") not in matched]
+        roots = sorted((p for p in matched.values() if p.info.get("ppid") not in matched), key=lambda p: p.pid)
+        view.matched = [_explain(p) for p in roots]
+        if view.matched != self._explained.get(t.name):
+            self._explained[t.name] = view.matched
+            for line in view.matched:
+                log.info("%s: cmdline %r matched %s", t.name, regex.pattern, line)
+            if skipped:
+                log.info("%s: cmdline %r also matched, not adopted: %s", t.name, regex.pattern, ", ".join(skipped))
         if not roots:
-            raise _NotFound(f"no process command line matches {regex.pattern!r}")
-        return sorted(roots, key=lambda p: p.pid)
+            extra = f" (not adopted: {', '.join(skipped)})" if skipped else ""
+            raise _NotFound(f"no process command line matches {regex.pattern!r}{extra}")
+        return roots
+
+
+def _explain(p: psutil.Process) -> str:
+    argv = p.info.get("cmdline") or []
+    name = os.path.basename(argv[0]) if argv else "?"
+    cmd = " ".join(argv)
+    return f"pid {p.pid} ({name}): {cmd[:200]}{'…' if len(cmd) > 200 else ''}"
 
 
 class _NotFound(Exception):

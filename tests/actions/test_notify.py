@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from watchdog.actions.notify import Notifier
-from watchdog.config import Duration, Webhook
+from watchdog.config import Duration, HeaderValue, Webhook
 
 pytestmark = pytest.mark.anyio
 
@@ -49,7 +49,9 @@ async def receiver(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Receiv
 
 
 def hook(url: str, retries: int = 3) -> Webhook:
-    return Webhook(url=url, headers={"Authorization": "Bearer t0ken"}, timeout=Duration(2.0), retries=retries)
+    return Webhook(
+        url=url, headers={"Authorization": HeaderValue("Bearer t0ken")}, timeout=Duration(2.0), retries=retries
+    )
 
 
 def notifier(hooks: list[Webhook], **kw: Any) -> tuple[Notifier, anyio.Event]:

@@ -116,3 +116,16 @@ async def test_the_replacement_check_decides_the_outcome() -> None:
     out = await rec.recycle(WorkerId(7, 1.0), RecyclePlan(grace=1), replacement=none_came)
     assert out.outcome == "failed"
     assert out.steps[-1].detail == "no replacement worker appeared within 1 s"
+
+
+@pytest.mark.parametrize("child", [OBEYS_TERM], indirect=True)
+async def test_a_drain_signal_without_a_handler_is_reported_as_killing_at_once(child: subprocess.Popen[str]) -> None:
+    """SIGUSR2's default action terminates: the outcome must say so, not "exited after the drain wait"."""
+    wid = WorkerId.of(psutil.Process(child.pid))
+    out = await Recycler(poll=0.02).recycle(wid, RecyclePlan(drain_signal=signal.SIGUSR2, drain_wait=10, grace=1))
+    names = [s.name for s in out.steps]
+    assert names == ["SIGUSR2", "drain_exit"]
+    detail = out.steps[1].detail
+    print(f"\n{detail}")
+    assert "at once, so it did not drain (a process without a handler for SIGUSR2 is killed by it)" in detail
+    assert child.wait(5) == -signal.SIGUSR2

@@ -83,3 +83,25 @@ def test_identity_is_pid_and_create_time(family: tuple[subprocess.Popen[str], st
     real = WorkerId.of(psutil.Process(parent.pid))
     assert still_same(real)
     assert not still_same(WorkerId(real.pid, real.create_time + 5))
+
+
+def test_cmdline_match_explains_itself_and_never_adopts_a_pager(tmp_path: Path) -> None:
+    marker = f"wd-test-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / f"{marker}.log"
+    log.write_text("")
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", marker])
+    pager = subprocess.Popen(["tail", "-f", str(log)])  # shows the marker in its arguments: not the server
+    try:
+        (view,) = Discovery([target(Match(cmdline=marker))]).scan()  # type: ignore[arg-type]
+        assert [w.pid for w in view.workers] == [server.pid]
+        assert view.matched == [f"pid {server.pid} ({Path(sys.executable).name}): {sys.executable} -c "
+                                f"import time; time.sleep(300) {marker}"]  # fmt: skip
+        pager_only = Discovery([target(Match(cmdline=f"{marker}.log"))]).scan()[0]  # type: ignore[arg-type]
+        assert pager_only.workers == []
+        assert pager_only.problem == (
+            f"no process command line matches '{marker}.log' (not adopted: pid {pager.pid} (tail))"
+        )
+    finally:
+        for p in (server, pager):
+            p.kill()
+            p.wait(10)

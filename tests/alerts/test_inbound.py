@@ -127,7 +127,7 @@ async def endpoint(tmp_path: Path) -> AsyncIterator[tuple[str, Agent, list[Alert
     async def act(request: AlertRequest) -> None:
         acted.append(request)
 
-    runner = web.AppRunner(make_app(agent, alerting.inbox))
+    runner = web.AppRunner(make_app(agent, inbox=alerting.inbox))
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()

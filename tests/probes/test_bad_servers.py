@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from tests.probes.servers import legacy_server, rpc_answer, tiny_server
-from watchdog.config import Duration, Regex
+from watchdog.config import Duration, HeaderValue, Regex
 from watchdog.errors import ProbeError
 from watchdog.probes import HttpProbe, McpProbe, ProbeResult, ProbeSpec, Timeouts, WorkerPid, run_probe
 
@@ -198,7 +198,7 @@ async def test_bearer_auth_from_the_environment_and_custom_headers() -> None:
             return web.Response(status=401, text="no")
         return await inner(request)
 
-    s = replace(spec(protocol="legacy"), headers={"X-Probe": "watchdog"}, worker_pid=WorkerPid(json="pid"))
+    s = replace(spec(protocol="legacy"), headers={"X-Probe": HeaderValue("watchdog")}, worker_pid=WorkerPid(json="pid"))
     s = replace(s, auth=replace(s.auth, bearer_env="PROBE_TOKEN"))
     r = await probe(handler, s, env={"PROBE_TOKEN": "s3cret"})
     assert r.ok, r.reason

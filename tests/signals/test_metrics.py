@@ -52,3 +52,20 @@ async def test_a_down_endpoint_is_unavailable_not_zero() -> None:
         await scrape(url, timeout=2.0)
     assert err.value.url == url
     assert url in str(err.value)
+
+
+def test_label_values_with_escapes_match_as_prometheus_text_writes_them() -> None:
+    from watchdog.agent.sources import Scrape
+    from watchdog.signals.catalog import parse_ref
+
+    text = 'demo_errors{msg="say \\"hi\\"",path="C:\\\\tmp",note="a\\nb",pid="7"} 3.0\n'
+    ref = parse_ref('metric:demo_errors{msg="say \\"hi\\"",path="C:\\\\tmp",note="a\\nb"}')
+    assert dict(ref.labels) == {"msg": 'say "hi"', "path": "C:\\tmp", "note": "a\nb"}
+    assert Scrape(parse(text)).value(ref, 7) == 3.0
+
+
+def test_a_label_matcher_other_than_equals_is_a_clear_error() -> None:
+    from watchdog.signals.catalog import parse_ref
+
+    with pytest.raises(ValueError, match="a label matcher compares with '=' only, got '>'"):
+        parse_ref('metric:demo_errors{code>"499"}')

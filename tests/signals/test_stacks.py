@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import anyio
 import psutil
@@ -88,3 +89,13 @@ async def test_samples_per_thread_match_the_rate() -> None:
     assert st.rate_hz == 50
     assert 25 <= st.samples <= 75, st.samples
     assert st.threads[0].tid == pid
+
+
+def test_py_spy_output_is_read_up_to_a_bound_at_a_whole_line(tmp_path: Path) -> None:
+    from watchdog.signals.stacks import _read_bounded
+
+    out = tmp_path / "stacks.raw"
+    out.write_bytes(b"a;b;c 1\n" * 1000)
+    text = _read_bounded(str(out), 100)
+    assert text == "a;b;c 1\n" * 12  # 96 bytes: the 13th line would cross the bound
+    assert _read_bounded(str(out), 10**6) == "a;b;c 1\n" * 1000

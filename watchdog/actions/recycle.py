@@ -20,6 +20,22 @@ import anyio
 
 from watchdog.discovery import WorkerId, still_same
 
+_AT_ONCE = 0.5
+"""A worker gone this soon after the drain signal did not drain: the signal's default action killed it."""
+
+
+def _drain_exit(plan: RecyclePlan, took: float) -> str:
+    """What the exit during the drain wait says: drained, or killed at once by a signal it has no handler for."""
+    if plan.drain_signal is None:
+        return f"exited {took:.1f} s after the drain request"
+    name = signal.Signals(plan.drain_signal).name
+    if took <= _AT_ONCE:
+        return (
+            f"exited {took:.1f} s after {name}: at once, so it did not drain (a process without a handler for "
+            f"{name} is killed by it)"
+        )
+    return f"exited {took:.1f} s after the drain signal ({name})"
+
 
 class SignalSender(Protocol):
     def __call__(self, pid: int, sig: int) -> None: ...
@@ -126,10 +142,12 @@ class Recycler:
                 out.outcome = "aborted"
                 return out
             if plan.drain_url is not None or plan.drain_signal is not None:
-                exited = await self._wait_exit(worker, plan.drain_wait)
-                step("drain_wait", f"{'exited' if exited else 'still running'} after drain wait {plan.drain_wait:g} s")
-                if exited:
+                started = self._clock()
+                if await self._wait_exit(worker, plan.drain_wait):
+                    step("drain_exit", _drain_exit(plan, self._clock() - started))
                     out.outcome = "terminated"
+                else:
+                    step("drain_wait", f"still running after drain wait {plan.drain_wait:g} s")
             if out.outcome != "terminated":
                 if not self._signal(worker, signal.SIGTERM, step, on_signal):
                     out.outcome = "aborted"
@@ -227,6 +245,8 @@ class Recycler:
                 step("drain_url", f"POST {url} -> {r.status}", ok=r.status < 400)
         except (aiohttp.ClientError, TimeoutError) as exc:
             step("drain_url", f"POST {url} failed: {exc or type(exc).__name__}", ok=False)
+        except Exception as exc:  # noqa: BLE001 - e.g. ValueError for a token aiohttp refuses: the recycle goes on
+            step("drain_url", f"POST {url} not sent: {type(exc).__name__}: {exc}", ok=False)
 
     async def _finish(
         self,

@@ -212,10 +212,10 @@ class Agent:
     # ---- metrics ------------------------------------------------------------------------------------------
     async def metrics_round(self) -> None:
         assert self._http is not None
-        for ts in self.targets.values():
-            if ts.cfg.metrics_url is None:
-                continue
-            result = await sources.scrape(self._http, ts.cfg.metrics_url, timeout=min(5.0, self.cfg.intervals.metrics))
+        timeout = min(5.0, self.cfg.intervals.metrics)
+        for ts in [t for t in self.targets.values() if t.cfg.metrics_url is not None]:
+            assert ts.cfg.metrics_url is not None
+            result = await sources.scrape(self._http, ts.cfg.metrics_url, timeout, max_bytes=ts.cfg.metrics_max_body)
             if result.error:
                 self.metrics.sampling_errors.labels("metrics", "scrape").inc()
                 if ts.scrape is None or not ts.scrape.error:

@@ -114,11 +114,26 @@ class AgentMetrics:
             "watchdog_sampling_errors_total", "Failed samples by source and kind.", ["source", "kind"], registry=r
         )
         self.notifications = Counter(
-            "watchdog_notifications_total", "Webhook deliveries by outcome.", ["outcome"], registry=r
+            "watchdog_notifications_total",
+            "Webhook deliveries by outcome: sent, failed, dropped (queue full), discarded (unsent at shutdown).",
+            ["outcome"],
+            registry=r,
         )
+        for outcome in ("sent", "failed", "dropped", "discarded"):
+            self.notifications.labels(outcome)  # present at 0 from the start: a rate() needs the series to exist
         self.loop_lag = Gauge(
             "watchdog_loop_lag_seconds",
             "Worst lag of the watchdog's own event loop within the last minute (the same for every scraper).",
+            registry=r,
+        )
+        self.http_connections = Gauge(
+            "watchdog_http_connections", "Connections open to the watchdog's own HTTP server.", registry=r
+        )
+        self.http_closed = Counter(
+            "watchdog_http_connections_closed_total",
+            "Connections the watchdog's server closed to protect itself: evicted (idle at the cap), refused (cap "
+            "reached, all busy), header_timeout (no request in time), handler_timeout (no answer in time).",
+            ["reason"],
             registry=r,
         )
         self.stack_seconds = Counter(

@@ -4,7 +4,9 @@ Bound to 127.0.0.1 unless configured otherwise. When ``server.token`` is set, ev
 ``/healthz`` (the kubelet's and systemd's liveness check) and ``/metrics`` (Prometheus; it carries no stacks,
 command lines or evidence) requires ``Authorization: Bearer <token>``, compared in constant time. The config
 refuses a listener that is not loopback without a token, so whatever is reachable from the network is
-authenticated; an endpoint added later is covered by the middleware without asking for it.
+authenticated; an endpoint added later is covered by the middleware without asking for it. Connections are
+capped and timed (``watchdog.agent.listener``) so slow clients cannot starve ``/healthz``; ``/v1/status`` is
+redacted and JSON-safe (``watchdog.redact``).
 
 ``POST /v1/alertmanager`` (an Alertmanager webhook receiver, served when ``server.alertmanager_webhook`` is on; the
 config requires the token then) checks its credentials itself: a bearer token or basic auth with the token as
@@ -24,20 +26,26 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from watchdog.actions.inbound import MAX_BODY, BadWebhook, authorized, parse_webhook
 from watchdog.agent.alerting import AlertInbox
+from watchdog.agent.listener import ConnectionGuard, Listener, listen
 from watchdog.agent.loop import Agent
+from watchdog.redact import outward
 
 AGENT = web.AppKey("agent", Agent)
-INBOX = web.AppKey("inbox", AlertInbox)
 LAG_WINDOW = 60.0
 """``watchdog_loop_lag_seconds`` is the worst lag of the agent's own loop within this many seconds."""
 STALL_AFTER = 2.0
 """/healthz fails when the agent's heartbeat is older than this, or its loop lagged this long in the last 10 s."""
+GUARD = web.AppKey("guard", ConnectionGuard)
+INBOX = web.AppKey("inbox", AlertInbox)
 
 
 async def _metrics(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
     # the worst lag over a fixed trailing minute: every scraper sees the same value, whoever scraped first
     agent.metrics.loop_lag.set(agent.recent_lag(LAG_WINDOW))
+    guard = request.app.get(GUARD)
+    if guard is not None:
+        agent.metrics.http_connections.set(guard.open)
     body = generate_latest(agent.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -53,7 +61,8 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _status(request: web.Request) -> web.Response:
-    return web.Response(text=json.dumps(request.app[AGENT].status(), indent=1), content_type="application/json")
+    status = outward(request.app[AGENT].status())  # no secret, no bare Infinity
+    return web.Response(text=json.dumps(status, indent=1), content_type="application/json")
 
 
 def _refuse(count: Callable[[str, int], None], status: int, outcome: str, message: str) -> web.Response:
@@ -119,10 +128,15 @@ def bearer_auth(token: str) -> Middleware:
     return check
 
 
-def make_app(agent: Agent, inbox: AlertInbox | None = None) -> web.Application:
-    token = agent.cfg.server.token
-    app = web.Application(middlewares=[bearer_auth(token)] if token else [])
+def make_app(agent: Agent, guard: ConnectionGuard | None = None, inbox: AlertInbox | None = None) -> web.Application:
+    srv = agent.cfg.server
+    middlewares: list[Middleware] = [guard.middleware] if guard is not None else []
+    if srv.token:
+        middlewares.append(bearer_auth(srv.token))
+    app = web.Application(middlewares=middlewares, client_max_size=srv.max_body)
     app[AGENT] = agent
+    if guard is not None:
+        app[GUARD] = guard
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/v1/status", _status)
@@ -132,9 +146,24 @@ def make_app(agent: Agent, inbox: AlertInbox | None = None) -> web.Application:
     return app
 
 
-async def start(agent: Agent, listen: str, inbox: AlertInbox | None = None) -> web.AppRunner:
-    host, _, port = listen.rpartition(":")
-    runner = web.AppRunner(make_app(agent, inbox), access_log=None)
+async def start(agent: Agent, address: str, inbox: AlertInbox | None = None) -> Listener:
+    """Serve on ``address`` (HOST:PORT; port 0 picks one, see ``Listener.port``) until ``cleanup()``."""
+    host, _, port = address.rpartition(":")
+    srv = agent.cfg.server
+    closed = agent.metrics.http_closed
+    guard = ConnectionGuard(
+        srv.max_connections, srv.request_timeout, on_close=lambda reason: closed.labels(reason).inc()
+    )
+    runner = web.AppRunner(
+        make_app(agent, guard, inbox),
+        access_log=None,
+        keepalive_timeout=srv.request_timeout,
+        max_line_size=8190,
+        max_field_size=8190,
+    )
     await runner.setup()
-    await web.TCPSite(runner, host.strip("[]"), int(port)).start()
-    return runner
+    try:
+        return await listen(runner, guard, host.strip("[]"), int(port))
+    except BaseException:
+        await runner.cleanup()
+        raise

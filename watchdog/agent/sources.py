@@ -198,8 +198,10 @@ class Scrape:
         return prom.by_pid(self.samples, prom.IN_FLIGHT).get(pid, {})
 
 
-async def scrape(http: aiohttp.ClientSession, url: str, timeout: float) -> Scrape:
+async def scrape(
+    http: aiohttp.ClientSession, url: str, timeout: float, max_bytes: int = prom.DEFAULT_MAX_BYTES
+) -> Scrape:
     try:
-        return Scrape(await prom.scrape(url, timeout=timeout, session=http))
+        return Scrape(await prom.scrape(url, timeout=timeout, session=http, max_bytes=max_bytes))
     except MetricsUnavailable as exc:
         return Scrape([], f"cannot scrape {url}: {exc.reason}")

@@ -1,24 +1,17 @@
 """The status document (``/v1/status``): targets, workers with their signals and looks, rules, budget, events.
 
-Built from the agent's state at request time; every number is JSON-safe (no bare ``Infinity``/``NaN``).
+Built from the agent's state at request time; every signal value is JSON-safe (``redact.json_number``).
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from watchdog._version import __version__
+from watchdog.redact import json_number
 
 if TYPE_CHECKING:
     from watchdog.agent.loop import Agent
-
-
-def json_safe(v: float) -> float | str | None:
-    """A float JSON can carry: infinities as strings, NaN as null."""
-    if math.isnan(v):
-        return None
-    return v if math.isfinite(v) else ("inf" if v > 0 else "-inf")
 
 
 def status_document(agent: Agent) -> dict[str, Any]:
@@ -30,7 +23,7 @@ def status_document(agent: Agent) -> dict[str, Any]:
             {
                 "pid": ws.id.pid,
                 "create_time": ws.id.create_time,
-                "signals": {k: json_safe(v) for k, v in ws.store.snapshot(now).items()},
+                "signals": {k: json_number(v) for k, v in ws.store.snapshot(now).items()},
                 "stack_error": ws.stack_error,
                 "process_error": ws.process_error,
                 "stack_verdict": ws.verdict,
@@ -44,8 +37,9 @@ def status_document(agent: Agent) -> dict[str, Any]:
             {
                 "name": ts.cfg.name,
                 "problem": ts.view.problem if ts.view else None,
+                "matched": ts.view.matched if ts.view else [],  # what a cmdline match adopted, and why
                 "metrics_error": ts.scrape.error if ts.scrape else None,
-                "signals": {k: json_safe(v) for k, v in ts.signals.items()},
+                "signals": {k: json_number(v) for k, v in ts.signals.items()},
                 "last_probe": None
                 if probe is None
                 else {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from watchdog.diagnose import diagnose
 from watchdog.discovery import WorkerId, still_same
 from watchdog.errors import ConfigError, ConfigErrors
 from watchdog.probes import ProbeSpec, load_probe, run_probe
+from watchdog.redact import REDACTOR
 from watchdog.rules import LoadedRules, load_rules
 
 
@@ -29,11 +31,14 @@ class Loaded:
     cfg: Config
     rules: LoadedRules
     probes: dict[str, list[ProbeSpec]] = field(default_factory=dict)
+    warnings: list[ConfigError] = field(default_factory=list)
+    """What works but should not be so (a secret written inline): printed by ``check``, logged by ``run``."""
 
 
 def load_everything(path: str | os.PathLike[str]) -> Loaded:
     """The config and every file it names, validated together: all errors of all files at once."""
-    cfg = load_config(path)
+    warnings: list[ConfigError] = []
+    cfg = load_config(path, warnings=warnings)
     errors: list[ConfigError] = []
     try:
         rules = load_rules(cfg.rules, stack_patterns=cfg.stacks.patterns)
@@ -62,7 +67,7 @@ def load_everything(path: str | os.PathLike[str]) -> Loaded:
             probes[t.name].append(specs[p])
     if errors:
         raise ConfigErrors(errors)
-    return Loaded(cfg, rules, probes)
+    return Loaded(cfg, rules, probes, warnings)
 
 
 def make_prober(probes: dict[str, list[ProbeSpec]]) -> Prober:
@@ -99,7 +104,10 @@ def make_diagnoser(duration: float = 2.0) -> Diagnoser:
 
 def build_agent(loaded: Loaded) -> Agent:
     cfg = loaded.cfg
+    REDACTOR.add_patterns(cfg.redact.patterns)
     setup_logging(cfg.log.format, cfg.log.level)
+    for w in loaded.warnings:
+        logging.getLogger("watchdog.config").warning("%s", w)
     has_probes = any(loaded.probes.values())
     return Agent(
         cfg,

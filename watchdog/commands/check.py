@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(err, file=sys.stderr)
         return EXIT_USAGE
+    for w in loaded.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     cfg = loaded.cfg
     n, r = len(cfg.targets), len(loaded.rules.rules)
     p = sum(len(v) for v in loaded.probes.values())

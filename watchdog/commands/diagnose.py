@@ -7,6 +7,7 @@ process, not Python, unsupported Python, no ptrace permission, py-spy missing, e
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 
@@ -54,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--json", action="store_true", help="print the report as JSON (schema: watchdog/diagnose/schema.json)")
     add("--metrics-url", metavar="URL",
         help="the server's Prometheus /metrics: in-flight gauges with a pid label join the evidence")  # fmt: skip
+    add("--show-secrets", action="store_true",
+        help="show secrets in command lines and URLs as they are (hidden as *** by default)")  # fmt: skip
     add("--py-spy", metavar="PATH", help="the py-spy executable (default: next to this Python, then PATH)")
     add("--concurrency", type=int, default=8, metavar="N", help="py-spy processes at once (default 8)")
 
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from watchdog.cli import EXIT_CANNOT_INSPECT
     from watchdog.diagnose import diagnose, render_text
     from watchdog.errors import InspectError
+    from watchdog.redact import REDACTOR, outward
 
     progress = None
     live = sys.stdout.isatty() and sys.stderr.isatty() and not args.json
@@ -92,7 +96,12 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_CANNOT_INSPECT
         if live:
             sys.stderr.write("\r\x1b[K")
-        print(report.to_json() if args.json else render_text(report))
+        if args.show_secrets:
+            print(report.to_json() if args.json else render_text(report))
+        elif args.json:
+            print(json.dumps(outward(report.to_dict()), indent=2))
+        else:
+            print(REDACTOR.text(render_text(report)))
         return report.exit_code
 
     return anyio.run(go)

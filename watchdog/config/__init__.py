@@ -15,14 +15,19 @@ from watchdog.config._schema import (
     Context,
     Duration,
     FilePath,
+    HeaderValue,
     Invalid,
     Regex,
+    Secret,
     Size,
     at_least,
     between,
     describe,
+    header_value_problem,
     http_url,
     parse,
+    positive,
+    positive_because,
     setting,
     try_parse,
 )
@@ -37,6 +42,7 @@ from watchdog.config.model import (
     Match,
     Notify,
     Recycle,
+    Redaction,
     Server,
     Stacks,
     Target,
@@ -44,6 +50,7 @@ from watchdog.config.model import (
     Windows,
 )
 from watchdog.config.units import format_duration, format_size, parse_duration, parse_size
+from watchdog.errors import ConfigError
 
 __all__ = [
     "BUNDLED_RULES",
@@ -53,6 +60,7 @@ __all__ = [
     "Context",
     "Duration",
     "FilePath",
+    "HeaderValue",
     "Intervals",
     "Invalid",
     "Logging",
@@ -61,8 +69,10 @@ __all__ = [
     "Node",
     "Notify",
     "Recycle",
+    "Redaction",
     "Regex",
     "ScalarNode",
+    "Secret",
     "SequenceNode",
     "Server",
     "Size",
@@ -75,6 +85,7 @@ __all__ = [
     "describe",
     "format_duration",
     "format_size",
+    "header_value_problem",
     "http_url",
     "line_of",
     "load_config",
@@ -82,6 +93,8 @@ __all__ = [
     "parse",
     "parse_duration",
     "parse_size",
+    "positive",
+    "positive_because",
     "read_yaml",
     "scalar_value",
     "setting",
@@ -89,16 +102,30 @@ __all__ = [
 ]
 
 
-def load_file(cls: type[object], path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> object:
-    """Read ``path`` and parse it as section ``cls`` (relative paths inside resolve against its folder)."""
+def load_file(
+    cls: type[object],
+    path: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    warnings: list[ConfigError] | None = None,
+) -> object:
+    """Read ``path`` and parse it as section ``cls`` (relative paths inside resolve against its folder).
+
+    ``warnings``, when given, receives what works but should not be so (a secret written inline)."""
     name = os.fspath(path)
     node = read_yaml(path, display=name)
     ctx = Context(file=name, base_dir=Path(path).resolve().parent, env=dict(os.environ) if env is None else env)
-    return parse(cls, node, ctx)
+    try:
+        return parse(cls, node, ctx)
+    finally:
+        if warnings is not None:
+            warnings.extend(ctx.warnings)
 
 
-def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None, warnings: list[ConfigError] | None = None
+) -> Config:
     """Read and validate ``watchdog.yaml``; raise ``ConfigErrors`` naming file, line and key for each problem."""
-    cfg = load_file(Config, path, env=env)
+    cfg = load_file(Config, path, env=env, warnings=warnings)
     assert isinstance(cfg, Config)
     return cfg

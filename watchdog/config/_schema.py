@@ -45,6 +45,13 @@ Regex = NewType("Regex", str)
 """A Python regular expression, checked to compile."""
 FilePath = NewType("FilePath", str)
 """A path, resolved against the folder of the file that names it."""
+HeaderValue = NewType("HeaderValue", str)
+"""Text sent in an HTTP header (a header's value, a bearer token): checked, after ``${ENV}`` substitution, to hold
+no CR, LF or other control character (one stray ``\\r`` from a file edited on Windows would otherwise make every
+request fail, or split the header)."""
+Secret = NewType("Secret", str)
+"""A credential sent in an HTTP header (checked as ``HeaderValue``); written inline rather than as ``${NAME}``, it
+draws a warning: a secret in a config file ends up in backups, tickets and screenshots."""
 
 T = TypeVar("T")
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -61,6 +68,8 @@ class Context:
     base_dir: Path = dataclasses.field(default_factory=Path.cwd)
     env: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(os.environ))
     errors: list[ConfigError] = dataclasses.field(default_factory=list)
+    warnings: list[ConfigError] = dataclasses.field(default_factory=list)
+    """Things that work but should not be so (a token written inline); ``watchdog check`` prints them."""
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """Facts a custom ``__config_parse__`` needs from elsewhere (for example names declared in another file)."""
 
@@ -68,6 +77,11 @@ class Context:
         """Record one error at ``node`` (its line) for the key path ``key``."""
         line = line_of(node) if node is not None else None
         self.errors.append(ConfigError(message, file=self.file, line=line, key=key))
+
+    def warn(self, node: Node | None, key: str, message: str) -> None:
+        """Record one warning at ``node`` (its line) for the key path ``key``."""
+        line = line_of(node) if node is not None else None
+        self.warnings.append(ConfigError(message, file=self.file, line=line, key=key))
 
     def raise_if_errors(self) -> None:
         if self.errors:
@@ -100,6 +114,41 @@ def setting(
 def at_least(low: float) -> Callable[[Any], str | None]:
     """A check: the number is ``>= low``."""
     return lambda v: None if v >= low else f"must be at least {low:g}, got {v:g}"
+
+
+def positive(value: float) -> str | None:
+    """A check: the number is more than 0 (a zero interval would spin, a zero timeout would mean none)."""
+    return None if value > 0 else f"must be more than 0, got {value:g}"
+
+
+def positive_because(why: str) -> Callable[[Any], str | None]:
+    """A check: the number is more than 0; the message says what a zero would do."""
+    return lambda v: None if v > 0 else f"must be more than 0 ({why}), got {v:g}"
+
+
+_HEADER_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _looks_secret(name: str) -> bool:
+    from watchdog.redact import looks_secret
+
+    return looks_secret(name)
+
+
+def header_value_problem(text: str) -> str | None:
+    """None when ``text`` can be sent as an HTTP header value, else what is wrong with it."""
+    m = _HEADER_BAD.search(text)
+    if m is None:
+        return None
+    names = {"\r": "a carriage return (CR, \\r)", "\n": "a line feed (LF, \\n)"}
+    what = names.get(m.group(0), f"the control character U+{ord(m.group(0)):04X}")
+    where = "at the end" if m.start() == len(text) - 1 else f"at position {m.start() + 1}"
+    why = (
+        " (a file edited on Windows leaves a CR at the end of each line: check the environment file or the value)"
+        if m.group(0) == "\r"
+        else ""
+    )
+    return f"contains {what} {where}; an HTTP header cannot carry it{why}"
 
 
 def http_url(value: str) -> str | None:
@@ -152,6 +201,8 @@ def _type_name(tp: Any) -> str:
         Size: "size",
         Regex: "regex",
         FilePath: "path",
+        HeaderValue: "header value",
+        Secret: "secret",
     }
     if tp in names:
         return names[tp]
@@ -176,6 +227,9 @@ def _interpolate(text: str, node: Node, key: str, ctx: Context) -> str:
             return "$"
         name, default = m.group(1), m.group(2)
         if name in ctx.env:
+            from watchdog.redact import remember
+
+            remember(ctx.env[name])  # a value from the environment is never shown (logs, status, webhooks)
             return ctx.env[name]
         if default is not None:
             return default
@@ -259,7 +313,7 @@ def _convert_scalar(tp: Any, node: Node, key: str, ctx: Context) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-    elif tp in (str, Regex, FilePath, Duration, Size):
+    elif tp in (str, Regex, FilePath, Duration, Size, HeaderValue, Secret):
         if isinstance(value, bool):
             ctx.error(node, key, f"expected {want}, got {_describe_value(value)}; quote it if you meant the word")
             raise _Invalid
@@ -285,6 +339,15 @@ def _convert_scalar(tp: Any, node: Node, key: str, ctx: Context) -> Any:
         if tp is FilePath:
             p = Path(os.path.expanduser(text))
             return FilePath(str(p if p.is_absolute() else (ctx.base_dir / p)))
+        if tp in (HeaderValue, Secret):
+            if (problem := header_value_problem(text)) is not None:
+                ctx.error(node, key, problem)
+                raise _Invalid
+            secret = tp is Secret or _looks_secret(key.rpartition(".")[2])  # e.g. headers.Authorization
+            if secret and isinstance(value, str) and text and not _ENV_REF.search(value):
+                ctx.warn(node, key, "a secret written inline in the file; write it as '${NAME}' and set NAME in the "
+                         "environment (or an EnvironmentFile readable only by the watchdog)")  # fmt: skip
+            return HeaderValue(text) if tp is HeaderValue else Secret(text)
         if isinstance(value, str):
             return text
     else:

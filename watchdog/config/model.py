@@ -12,7 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from watchdog.config._schema import Duration, FilePath, Regex, Size, at_least, http_url, setting
+from watchdog.config._schema import (
+    Duration,
+    FilePath,
+    HeaderValue,
+    Regex,
+    Secret,
+    Size,
+    at_least,
+    http_url,
+    positive,
+    positive_because,
+    setting,
+)
 
 Report = Callable[[str | None, str], None]
 
@@ -54,7 +66,11 @@ class Match:
     pid: int | None = setting(None, doc="A fixed process id.", check=at_least(1))
     pidfile: FilePath | None = setting(None, doc="A file holding the process id, re-read every tick.")
     cmdline: Regex | None = setting(
-        None, doc="A regular expression searched in the process's command line (arguments joined by spaces)."
+        None,
+        doc="A regular expression searched in the process's command line (arguments joined by spaces). Anchor "
+        "it to the executable or the script, as in `^\\S*/gunicorn .*app:app` or `^\\S*python\\S* \\S*server\\.py`: "
+        "an unanchored word also matches a `tail -f` of its log. The watchdog itself, its py-spy runs, and "
+        "pagers, editors and search tools (less, vim, grep...), are never adopted; what matched is logged.",
     )
 
     def __config_check__(self, report: Report) -> None:
@@ -77,11 +93,13 @@ class Recycle:
     drain_url: str | None = setting(
         None, doc="URL to POST to start a drain; `{pid}` is replaced by the worker's pid.", check=http_url
     )
-    drain_token: str | None = setting(None, doc="Bearer token for `drain_url`; write it as `${NAME}`.")
+    drain_token: Secret | None = setting(None, doc="Bearer token for `drain_url`; write it as `${NAME}`.")
     drain_wait: Duration = setting(Duration(10.0), doc="How long a drain may take before SIGTERM is sent.")
     grace: Duration = setting(Duration(10.0), doc="How long after SIGTERM before SIGKILL.")
     replacement_timeout: Duration = setting(
-        Duration(30.0), doc="How long to wait for a replacement worker to appear and pass the probe."
+        Duration(30.0),
+        doc="How long to wait for a replacement worker to appear and pass the probe.",
+        check=positive_because("no replacement could ever be seen"),
     )
 
 
@@ -103,6 +121,12 @@ class Target:
         doc="Overrides the `url` of every probe of this target (the same probe file, another port).",
         check=http_url,
     )
+    metrics_max_body: Size = setting(
+        Size(4 * 2**20),
+        doc="The largest `/metrics` body read; a longer one is cut off while streaming (never held in memory) "
+        "and shown as the target's metrics error.",
+        check=positive_because("no body could be read"),
+    )
     memory_limit: Size | None = setting(
         None, doc="Memory limit per worker for projections; the cgroup limit is used when unset."
     )
@@ -119,11 +143,25 @@ class Server:
     """The watchdog's own HTTP server: `/metrics`, `/healthz`, `/v1/status`."""
 
     listen: str = setting("127.0.0.1:9464", doc="Address to bind, HOST:PORT.", check=_host_port)
-    token: str | None = setting(
+    token: Secret | None = setting(
         None,
         doc="Bearer token that every endpoint but `/healthz` and `/metrics` requires when set; required itself "
         "when `listen` is not a loopback address. Write it as `${WATCHDOG_TOKEN}`.",
     )
+    max_connections: int = setting(
+        256,
+        doc="Connections served at once. At the cap, the oldest connection still waiting for its request is "
+        "closed to admit the new one, so slow clients cannot starve `/healthz` (the process needs this many "
+        "file descriptors on top of its own: see `LimitNOFILE` in the unit).",
+        check=at_least(1),
+    )
+    request_timeout: Duration = setting(
+        Duration(5.0),
+        doc="Time a client has to send a request's headers (and to stay idle between requests), and a "
+        "handler has to read the body and answer; then the connection is closed.",
+        check=positive_because("no request could ever arrive"),
+    )
+    max_body: Size = setting(Size(2**20), doc="The largest request body accepted.", check=positive)
     alertmanager_webhook: bool = setting(
         False,
         doc="Serve `POST /v1/alertmanager`, an Alertmanager webhook receiver that can diagnose or recycle "
@@ -160,7 +198,11 @@ class Budget:
     """The blast-radius budget every recycle passes through."""
 
     max_recycles: int = setting(3, doc="Recycles allowed per target within `window`.", check=at_least(0))
-    window: Duration = setting(Duration(900.0), doc="The sliding window `max_recycles` counts over.")
+    window: Duration = setting(
+        Duration(900.0),
+        doc="The sliding window `max_recycles` counts over.",
+        check=positive_because("a zero window counts nothing, so recycles would be unlimited"),
+    )
     cooldown: Duration = setting(Duration(300.0), doc="Minimum time between two recycles of one worker.")
 
 
@@ -169,8 +211,10 @@ class Webhook:
     """A JSON webhook that receives every notification."""
 
     url: str = setting(doc="Where to POST.", check=http_url)
-    headers: dict[str, str] = setting(doc="Extra headers; use `${VAR}` for secrets.", factory=dict)
-    timeout: Duration = setting(Duration(5.0), doc="Per-attempt timeout.")
+    headers: dict[str, HeaderValue] = setting(doc="Extra headers; use `${VAR}` for secrets.", factory=dict)
+    timeout: Duration = setting(
+        Duration(5.0), doc="Per-attempt timeout.", check=positive_because("aiohttp reads a zero timeout as none")
+    )
     retries: int = setting(3, doc="Attempts after the first, with exponential backoff and jitter.", check=at_least(0))
 
 
@@ -231,14 +275,19 @@ class Notify:
     )
 
 
+_BUSY = positive_because("a zero interval runs the round back to back and burns a CPU")
+
+
 @dataclass(frozen=True)
 class Intervals:
     """How often each signal is sampled."""
 
-    process: Duration = setting(Duration(1.0), doc="psutil and /proc facts (cheap: a few ms for several workers).")
-    metrics: Duration = setting(Duration(5.0), doc="Scrapes of each target's `metrics_url`.")
-    stacks: Duration = setting(Duration(5.0), doc="py-spy stack sampling of each worker.")
-    probes: Duration = setting(Duration(10.0), doc="Deep probes.")
+    process: Duration = setting(
+        Duration(1.0), doc="psutil and /proc facts (cheap: a few ms for several workers).", check=_BUSY
+    )
+    metrics: Duration = setting(Duration(5.0), doc="Scrapes of each target's `metrics_url`.", check=_BUSY)
+    stacks: Duration = setting(Duration(5.0), doc="py-spy stack sampling of each worker.", check=_BUSY)
+    probes: Duration = setting(Duration(10.0), doc="Deep probes.", check=_BUSY)
 
 
 @dataclass(frozen=True)
@@ -246,23 +295,32 @@ class Stacks:
     """py-spy stack sampling: cheap signals run all the time, stacks are taken when a worker looks hot."""
 
     enabled: bool = setting(True, doc="Sample stacks at all (needs ptrace permission on the workers).")
-    duration: Duration = setting(Duration(1.0), doc="Length of one sampling window.")
+    duration: Duration = setting(
+        Duration(1.0), doc="Length of one sampling window.", check=positive_because("a zero window samples nothing")
+    )
     rate: int = setting(50, doc="Samples per second within a window.", check=at_least(1))
     hot_cpu_percent: float = setting(
-        50.0, doc="Sample a worker (at most every `intervals.stacks`) while its CPU is above this."
+        50.0,
+        doc="Sample a worker (at most every `intervals.stacks`) while its CPU is above this.",
+        check=at_least(0),
     )
-    baseline: Duration = setting(Duration(60.0), doc="Sample every worker at least this often, hot or not.")
+    baseline: Duration = setting(
+        Duration(60.0), doc="Sample every worker at least this often, hot or not.", check=_BUSY
+    )
     patterns: dict[str, Regex] = setting(
         doc="Named frame patterns; rules read `stack_share:NAME`, the share of samples matching.", factory=dict
     )
+
+
+_SLOPE = positive_because("a slope needs a window with two readings in it")
 
 
 @dataclass(frozen=True)
 class Windows:
     """How much history the slope signals look at."""
 
-    memory: Duration = setting(Duration(60.0), doc="Window of `rss_growth_bytes_per_second`.")
-    fds: Duration = setting(Duration(60.0), doc="Window of `fd_growth_per_second`.")
+    memory: Duration = setting(Duration(60.0), doc="Window of `rss_growth_bytes_per_second`.", check=_SLOPE)
+    fds: Duration = setting(Duration(60.0), doc="Window of `fd_growth_per_second`.", check=_SLOPE)
 
 
 @dataclass(frozen=True)
@@ -271,6 +329,16 @@ class Logging:
 
     format: Literal["json", "text"] = setting("json", doc="JSON lines (for collectors) or text (for people).")
     level: Literal["debug", "info", "warning", "error"] = setting("info", doc="Least severity logged.")
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """What is hidden (`***`) in everything that leaves the watchdog: webhooks, `/v1/status`, logs, diagnose.
+
+    Always hidden: values of arguments and `KEY=value` pairs whose names look secret (key, token, secret,
+    password, auth, credential...), URL user-info and query values, and every value taken from `${NAME}`."""
+
+    patterns: list[Regex] = setting(doc="Extra regular expressions; every match is replaced by `***`.", factory=list)
 
 
 @dataclass(frozen=True)
@@ -298,6 +366,7 @@ class Config:
     stacks: Stacks = setting(doc="Stack sampling.", factory=Stacks)
     windows: Windows = setting(doc="Slope windows.", factory=Windows)
     log: Logging = setting(doc="Logging.", factory=Logging)
+    redact: Redaction = setting(doc="Extra secrets to hide.", factory=Redaction)
 
     def __config_check__(self, report: Report) -> None:
         if not self.targets:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import aiohttp
 import anyio
 
+from watchdog.config import header_value_problem
 from watchdog.errors import ProbeError
 from watchdog.probes._http import run_http
 from watchdog.probes._mcp import McpSession, Outcome
@@ -16,6 +17,7 @@ from watchdog.probes._mcp_http import StreamableHttpChannel
 from watchdog.probes._mcp_sse import SseChannel
 from watchdog.probes._result import ProbeFailed, ProbeResult, Recorder, reason_of
 from watchdog.probes._spec import ProbeSpec, check_url
+from watchdog.redact import REDACTOR
 
 USER_AGENT = "mcp-watchdog-probe"
 
@@ -103,6 +105,10 @@ def _headers(spec: ProbeSpec, env: Mapping[str, str], rec: Recorder) -> dict[str
         token = env.get(spec.auth.bearer_env)
         if not token:
             rec.record("setup", False, 0.0, f"environment variable {spec.auth.bearer_env} (auth.bearer_env) is not set")
+            return None
+        REDACTOR.remember(token)  # read at run time, hidden like a ${ENV} value
+        if (problem := header_value_problem(token)) is not None:
+            rec.record("setup", False, 0.0, f"environment variable {spec.auth.bearer_env} (auth.bearer_env) {problem}")
             return None
         headers["Authorization"] = f"Bearer {token}"
     return headers

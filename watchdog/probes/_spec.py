@@ -16,6 +16,7 @@ from typing import Any, Literal
 from watchdog.config import (
     Context,
     Duration,
+    HeaderValue,
     Invalid,
     MappingNode,
     Node,
@@ -25,6 +26,7 @@ from watchdog.config import (
     between,
     http_url,
     load_file,
+    positive,
     scalar_value,
     setting,
     try_parse,
@@ -161,8 +163,7 @@ class Auth:
     )
 
 
-def _positive(value: float) -> str | None:
-    return None if value > 0 else f"must be more than 0, got {value:g}"
+_positive = positive
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ class ProbeSpec:
         None, doc="How to tell which worker answered; without it, results are for the target as a whole."
     )
     auth: Auth = setting(doc="Credentials.", factory=Auth)
-    headers: dict[str, str] = setting(doc="Extra request headers; use `${VAR}` for secrets.", factory=dict)
+    headers: dict[str, HeaderValue] = setting(doc="Extra request headers; use `${VAR}` for secrets.", factory=dict)
     timeouts: Timeouts = setting(doc="Time limits.", factory=Timeouts)
 
     def __config_check__(self, report: Report) -> None:

@@ -51,7 +51,9 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     "<": operator.lt,
 }
-_CONDITION = re.compile(r"\s*(\S+?)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*")
+# An operand is a metric reference with labels (whose quoted values may hold spaces and operators) or a word.
+_OPERAND = r'metric:[a-zA-Z_:][a-zA-Z0-9_:]*\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\}|\S+?'
+_CONDITION = re.compile(rf"\s*({_OPERAND})\s*(>=|<=|==|!=|>|<)\s*({_OPERAND}|\S+)\s*")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 

@@ -158,6 +158,8 @@ def declared(source: Source) -> frozenset[str]:
 
 _METRIC = re.compile(r"metric:([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?")
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+_LABEL_OP = re.compile(r"\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(!=|=~|!~|>=|<=|==|>|<)")
+_LABEL_ESCAPE = re.compile(r"\\(.)")
 _STACK = re.compile(r"stack_share:([a-zA-Z_][a-zA-Z0-9_]*)")
 
 BUILTIN_STACK_PATTERNS = {"deliver_cancellation": r"_deliver_cancellation"}
@@ -193,8 +195,14 @@ def parse_ref(text: str, *, stack_patterns: frozenset[str] = frozenset()) -> Sig
         while pos < len(body):
             lm = _LABEL.match(body, pos)
             if lm is None:
-                raise ValueError(f'invalid label matcher in {text!r}; write {{name="value",other="x"}}')
-            labels.append((lm.group(1), lm.group(2)))
+                op = _LABEL_OP.match(body, pos)
+                why = (
+                    f"a label matcher compares with '=' only, got {op.group(1)!r}"
+                    if op is not None
+                    else 'write each label as name="value" with \\", \\\\ and \\n escaped as in Prometheus text'
+                )
+                raise ValueError(f'invalid label matcher in {text!r}: {why}; write {{name="value",other="x"}}')
+            labels.append((lm.group(1), unescape_label(lm.group(2))))
             pos = lm.end()
         return SignalRef(text, text, "metrics", metric=m.group(1), labels=tuple(sorted(labels)))
     if text.startswith("stack_share:"):
@@ -209,6 +217,11 @@ def parse_ref(text: str, *, stack_patterns: frozenset[str] = frozenset()) -> Sig
         return SignalRef(text, text, "stacks", pattern=m.group(1))
     hint = _close(text, list(SIGNALS))
     raise ValueError(f"unknown signal {text!r}{hint}; see docs/signals.md, or use metric:NAME for a scraped metric")
+
+
+def unescape_label(raw: str) -> str:
+    """A label value as written between quotes in Prometheus text (``\\"``, ``\\\\``, ``\\n``) to its plain text."""
+    return _LABEL_ESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), raw)
 
 
 def _close(word: str, options: list[str]) -> str:

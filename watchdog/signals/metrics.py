@@ -5,8 +5,9 @@ mode), each sample with a ``pid`` label; ``by_pid`` picks a gauge's value per wo
 name containing ``in_flight``, such as the guard library's ``watchdog_guard_limiter_in_flight``) say
 whether a hot worker is serving anything at all.
 
-Parsing is prometheus_client's own parser; fetching is one bounded aiohttp GET. A down endpoint raises
-``MetricsUnavailable``: missing data is a state to show, never a zero.
+Parsing is prometheus_client's own parser, in a worker thread; fetching is one aiohttp GET bounded in time
+and in size while it streams (a 50 MB or endless page is cut off at ``max_bytes``, never held in memory). A down
+endpoint or an oversized page raises ``MetricsUnavailable``: missing data is a state to show, never a zero.
 """
 
 from __future__ import annotations
@@ -66,32 +67,66 @@ def by_pid(samples: list[MetricSample], name: str | re.Pattern[str]) -> dict[int
     return out
 
 
-async def scrape(url: str, *, timeout: float = 2.0, session: aiohttp.ClientSession | None = None) -> list[MetricSample]:
+DEFAULT_MAX_BYTES = 4 * 2**20
+"""A few MiB: a prometheus_client page of a busy multi-worker server is tens of KiB."""
+
+
+def size_text(n: int) -> str:
+    """``4194304`` -> ``4 MiB``, as the error says it."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} bytes"
+
+
+async def scrape(
+    url: str,
+    *,
+    timeout: float = 2.0,
+    session: aiohttp.ClientSession | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> list[MetricSample]:
     """GET ``url`` and parse it; raises ``MetricsUnavailable`` naming the url and what went wrong.
 
+    The body is read in chunks and abandoned past ``max_bytes`` ("metrics body over 4 MiB"); ``timeout`` bounds
+    the whole exchange, reading included, and parsing runs in a worker thread so the caller's loop keeps going.
     ``session``, when given, is used (and left open) so a caller scraping every few seconds reuses connections.
     """
     import aiohttp
+    import anyio
 
-    async def fetch(http: aiohttp.ClientSession) -> str:
+    async def fetch(http: aiohttp.ClientSession) -> bytes:
         async with http.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
             if resp.status != 200:
                 raise MetricsUnavailable(url, f"HTTP {resp.status}")
-            return await resp.text()
+            if resp.content_length is not None and resp.content_length > max_bytes:
+                raise MetricsUnavailable(url, f"metrics body over {size_text(max_bytes)} ({resp.content_length} bytes)")
+            body = bytearray()
+            async for chunk in resp.content.iter_chunked(1 << 16):
+                body += chunk
+                if len(body) > max_bytes:
+                    resp.close()  # drop the connection: the rest of the page is never read
+                    raise MetricsUnavailable(url, f"metrics body over {size_text(max_bytes)}")
+            return bytes(body)
 
     try:
-        if session is not None:
-            text = await fetch(session)
-        else:
-            async with aiohttp.ClientSession() as own:
-                text = await fetch(own)
+        with anyio.fail_after(timeout + 1.0):  # aiohttp's total timeout, and a backstop should it not fire
+            if session is not None:
+                raw = await fetch(session)
+            else:
+                async with aiohttp.ClientSession() as own:
+                    raw = await fetch(own)
     except MetricsUnavailable:
         raise
     except TimeoutError:
-        raise MetricsUnavailable(url, f"no answer within {timeout:g} s") from None
+        raise MetricsUnavailable(url, f"no complete answer within {timeout:g} s") from None
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         raise MetricsUnavailable(url, str(exc) or type(exc).__name__) from None
     try:
-        return parse(text)
+        return await anyio.to_thread.run_sync(_parse_bytes, raw, abandon_on_cancel=True)
     except ValueError as exc:
         raise MetricsUnavailable(url, f"not Prometheus text ({exc})") from None
+
+
+def _parse_bytes(raw: bytes) -> list[MetricSample]:
+    return parse(raw.decode("utf-8", errors="replace"))

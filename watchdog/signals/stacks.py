@@ -191,6 +191,20 @@ def check_supported(pid: int, version: str) -> None:
         raise UnsupportedPython(pid, version, SUPPORTED_PYTHON)
 
 
+MAX_RAW_BYTES = 16 * 2**20
+"""py-spy's raw output folds identical stacks into one counted line: a few KiB to a few hundred KiB. Past this
+(a runaway recursion, an attacker's deep stacks) the rest is not read: the samples read are still evidence."""
+
+
+def _read_bounded(path: str, limit: int) -> str:
+    """At most ``limit`` bytes of ``path``, cut at the last whole line."""
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        data = data[: data.rfind(b"\n", 0, limit) + 1]
+    return data.decode(errors="replace")
+
+
 async def _read_all(stream: anyio.abc.ByteReceiveStream | None, into: bytearray) -> None:
     if stream is None:
         return
@@ -257,7 +271,7 @@ async def _sample(exe: str, pid: int, duration: float, hz: int, nonblocking: boo
         path = anyio.Path(out)
         if proc.returncode != 0 or not await path.exists():
             raise classify_failure(pid, proc.returncode, stderr)
-        text = await path.read_text(errors="replace")
+        text = await anyio.to_thread.run_sync(_read_bounded, out, MAX_RAW_BYTES)
     m = _SAMPLES.search(stderr)
     samples, errors = (int(m.group(1)), int(m.group(2))) if m else (None, 0)
     return parse_raw(text, pid=pid, duration_s=round(min(elapsed, duration), 3), rate_hz=hz,
