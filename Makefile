@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo serve test lint typecheck pytest docs clean other-pythons
+.PHONY: demo serve test lint typecheck pytest docs clean other-pythons npm-tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "mcp-watchdog needs Python >= 3.10; set PYTHON=python3.x")'
@@ -33,8 +33,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) other-pythons
+pytest: $(STAMP) other-pythons npm-tools
 	$(BIN)/pytest
+
+# MCP peers the probe tests run against, from npm, into .npm-tools/ (ignored): node >= 22 (the npm package
+# `node`, for machines whose node is older), the official conformance suite and the TypeScript reference server.
+# Made once; where npm is unreachable this says so and the tests that need them skip, naming what is missing.
+NPM_PACKAGES ?= node@22 @modelcontextprotocol/conformance@0.1.16 @modelcontextprotocol/server-everything@2026.8.31
+npm-tools: .npm-tools/.installed
+.npm-tools/.installed: Makefile
+	@mkdir -p .npm-tools
+	@[ -f .npm-tools/package.json ] || echo '{"private": true}' > .npm-tools/package.json
+	@if command -v npm >/dev/null 2>&1 && (cd .npm-tools && npm install --no-audit --no-fund --loglevel=error $(NPM_PACKAGES)); \
+	then touch $@; else echo "npm install failed (npm unreachable?): the conformance and TypeScript-peer tests will skip"; fi
 
 # diagnose is tested on more than one Python (py-spy sees a spinning loop differently on 3.12+): a small venv
 # with just anyio per extra interpreter found (on PATH, else pyenv's), made once; tests skip, naming it, if absent.
@@ -55,4 +66,4 @@ docs: $(STAMP)
 	$(BIN)/python -m watchdog.probes > docs/probes.md
 
 clean:
-	rm -rf $(VENV) .venv-py3.* .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .venv-py3.* .npm-tools .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,6 +1,6 @@
 """How fast is a full deep probe, next to the same MCP sequence through the official SDK client?
 
-Run:  .venv/bin/python bench/probe_latency.py [--rounds 1000] [--sequential 1000]
+Run:  .venv/bin/python bench/probe_latency.py [--rounds 1000] [--sequential 1000] [--servers demo,everything,fastmcp]
 
 One run starts the demo server twice on 127.0.0.1 (stateless with 2 workers, as `make demo` runs it; and
 stateful with 1 worker, so the handshake sequence ends with a real DELETE) and measures, interleaved round by
@@ -15,6 +15,10 @@ Each side is measured twice: reusing one HTTP client across probes (how the side
 client per probe (how `Client(url)` is usually written). The ratio is ours / SDK in the same mode; the goal is
 at most 1.0. Then 1,000 sequential probes on one shared session: this process's open fds and RSS must stay
 flat (first and last printed).
+
+``--servers`` adds servers nobody here wrote (``make npm-tools`` and the [test] extra install them): the
+TypeScript reference server (``@modelcontextprotocol/server-everything``, stateful, 2025-11-25 handshake, its
+``echo`` tool) and FastMCP 4.x (stateless at 2026-07-28, and stateful with the handshake), same measurement.
 """
 
 from __future__ import annotations
@@ -59,11 +63,11 @@ def ours(spec: ProbeSpec, url: str, session: aiohttp.ClientSession | None) -> Pr
     return probe
 
 
-def sdk(url: str, mode: str, http: httpx2.AsyncClient | None) -> Probe:
+def sdk(url: str, mode: str, http: httpx2.AsyncClient | None, arguments: dict[str, Any]) -> Probe:
     async def probe() -> None:
         transport = streamable_http_client(url, http_client=http) if http is not None else url
         async with Client(transport, mode=mode) as client:
-            res = await client.call_tool("echo", {"text": "watchdog-probe"})
+            res = await client.call_tool("echo", arguments)
             if res.is_error:
                 raise RuntimeError("SDK call failed")
 
@@ -90,6 +94,8 @@ async def count_requests(probe: Probe, hooks: list[int]) -> int:
 
 
 async def scenario(title: str, spec: ProbeSpec, url: str, mode: str, rounds: int) -> list[str]:
+    assert spec.mcp is not None
+    arguments = dict(spec.mcp.arguments)
     seen = [0]
 
     async def on_aiohttp(*_: Any) -> None:
@@ -106,9 +112,9 @@ async def scenario(title: str, spec: ProbeSpec, url: str, mode: str, rounds: int
     ):
         pairs = {
             "ours, shared client": ours(spec, url, shared),
-            "SDK, shared client": sdk(url, mode, shared_httpx),
+            "SDK, shared client": sdk(url, mode, shared_httpx, arguments),
             "ours, fresh client": ours(spec, url, None),
-            "SDK, fresh client": sdk(url, mode, None),
+            "SDK, fresh client": sdk(url, mode, None, arguments),
         }
         n_ours = await count_requests(pairs["ours, shared client"], seen)
         n_sdk = await count_requests(pairs["SDK, shared client"], seen)
@@ -147,7 +153,11 @@ async def main() -> None:
         "--rounds", type=int, default=1000, help="probes per side and mode (default 1000: p99 of fewer is noise)"
     )
     ap.add_argument("--sequential", type=int, default=1000, help="probes in the fd/RSS run (default 1000)")
+    ap.add_argument(
+        "--servers", default="demo,everything,fastmcp", help="which servers, comma-separated (default all three)"
+    )
     args = ap.parse_args()
+    servers = set(args.servers.split(","))
     echo = load_probe(REPO / "probes" / "demo-echo.yaml")
     assert echo.mcp is not None
     with_list = replace(echo, mcp=replace(echo.mcp, list_tools=True, match=None))
@@ -157,6 +167,15 @@ async def main() -> None:
         f"probe latency, python {sys.version.split()[0]}, {psutil.cpu_count()} cpus, "
         f"load average {', '.join(f'{x:.2f}' for x in psutil.getloadavg())}"
     ]
+    if "demo" in servers:
+        rows += await demo_rows(modern, legacy, echo, args)
+    if "everything" in servers or "fastmcp" in servers:
+        rows += await peer_rows(servers, legacy, modern, args.rounds)
+    print("\n".join(rows))
+
+
+async def demo_rows(modern: ProbeSpec, legacy: ProbeSpec, echo: ProbeSpec, args: argparse.Namespace) -> list[str]:
+    rows: list[str] = []
     with DemoServer(workers=2) as demo:
         rows += await scenario(
             "2026-07-28 (discover, tools/list, tools/call), stateless demo, 2 workers",
@@ -174,7 +193,46 @@ async def main() -> None:
             "legacy",
             args.rounds,
         )
-    print("\n".join(rows))
+    return rows
+
+
+async def peer_rows(servers: set[str], legacy: ProbeSpec, modern: ProbeSpec, rounds: int) -> list[str]:
+    """The TypeScript reference server and FastMCP, started as the probe tests start them."""
+    import pytest
+
+    from tests.probes.peers import FastMcpSetup, everything
+
+    rows: list[str] = []
+    assert legacy.mcp is not None
+    assert modern.mcp is not None
+    if "everything" in servers:
+        ts = replace(legacy, mcp=replace(legacy.mcp, arguments={"message": "watchdog-probe"}))
+        try:
+            peer = everything("streamableHttp")
+        except pytest.skip.Exception as exc:
+            rows.append(f"\nTypeScript server-everything: skipped ({exc})")
+        else:
+            with peer:
+                rows += await scenario(
+                    "2025-11-25 handshake (initialize .. DELETE), TypeScript server-everything (event store)",
+                    ts,
+                    peer.url,
+                    "legacy",
+                    rounds,
+                )
+    if "fastmcp" in servers:
+        for setup, spec, mode, title in (
+            (FastMcpSetup("stateless", stateless=True), modern, "auto", "2026-07-28, FastMCP 4 stateless, 1 process"),
+            (FastMcpSetup("stateful"), legacy, "legacy", "2025-11-25 handshake, FastMCP 4 stateful, 1 process"),
+        ):
+            try:
+                peer = setup.peer()
+            except pytest.skip.Exception as exc:
+                rows.append(f"\n{title}: skipped ({exc})")
+                continue
+            with peer:
+                rows += await scenario(title, spec, peer.url, mode, rounds)
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Spin detection: from the onset of a real anyio spin to detection, and to a healthy replacement serving.
 
 The demo server (2 workers) and ``watchdog run`` with the default rules and intervals and the demo's echo probe;
-each run injects the spin into one worker through a real MCP call (``stubborn``, then the client walks away)
-and reads the watchdog's own event log: when ``cancel-delivery-spin`` fired, and when the recycle reported a
+first a churn control (healthy cancel-heavy work: the demo's ``timeouts`` tool, thousands of short timeouts a
+second in both workers for 15 s, which must never be judged a spin nor recycled); then each run injects the
+spin into one worker through a real MCP call (``stubborn``, then the client walks away) and reads the
+watchdog's own event log: when ``cancel-delivery-spin`` fired, and when the recycle reported a
 replacement that passed the probe on its own pid. The budget is raised for the benchmark only (the default
 allows 3 recycles per 15 minutes, and this makes one per run).
 
@@ -44,6 +46,13 @@ async def main(runs: int) -> None:
             await wd.start()
             try:
                 await anyio.sleep(3)
+                churn_start = time.time()
+                async with anyio.create_task_group() as tg:
+                    for _ in range(4):
+                        tg.start_soon(inject.timeouts, demo.mcp_url, 15.0)
+                during = [e for e in wd.events() if e.get("time", 0) >= churn_start]
+                churn_firings = sum(e.get("kind") == "rule_firing" for e in during)
+                churn_recycles = sum(e.get("kind") == "recycle_started" for e in during)
                 for i in range(runs):
                     onset_wall = time.time()
                     onset = time.monotonic()
@@ -69,6 +78,10 @@ async def main(runs: int) -> None:
     print(f"{'run':>4} {'worker':>8} {'detect s':>10} {'healthy s':>12}  replacement passed its own probe")
     print("\n".join(rows))
     md, mh = statistics.median(detect), statistics.median(healthy)
+    print(
+        f"\nchurn control (15 s of healthy timeout churn in both workers): {churn_firings} rule firings, "
+        f"{churn_recycles} recycles (goal 0)"
+    )
     print(
         f"\nmedian: detection {md:.1f} s (goal <= 4 s, ratio {md / 4:.2f}); healthy replacement serving "
         f"{mh:.1f} s (goal <= 10 s, ratio {mh / 10:.2f})"

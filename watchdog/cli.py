@@ -33,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "watchdog.commands.diagnose",
     "watchdog.commands.probe",
     "watchdog.commands.run",
+    "watchdog.commands.status",
 )
 
 

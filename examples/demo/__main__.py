@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-FAULTS = ("spin", "crunch", "leak", "saturate", "block", "churn")
+FAULTS = ("spin", "crunch", "leak", "saturate", "block", "churn", "timeouts")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--url", default="http://127.0.0.1:8000/mcp", help="the demo server's MCP endpoint")
     i.add_argument("--downstream-url", default="http://127.0.0.1:8001", help="for saturate")
     i.add_argument("--mode", default="auto", help="MCP client mode: auto (2026-07-28) or legacy (initialize)")
-    i.add_argument("--seconds", type=float, default=None, help="crunch/block/leak duration")
+    i.add_argument("--seconds", type=float, default=None, help="crunch/block/leak/timeouts duration")
     i.add_argument("--rate", type=float, default=10.0, help="leak: MiB per second")
     i.add_argument("--callers", type=int, default=16, help="saturate: concurrent callers")
     i.add_argument("--latency", type=float, default=10.0, help="saturate: downstream latency in seconds")
@@ -64,6 +64,11 @@ async def _inject(args: argparse.Namespace) -> int:
         seconds = args.seconds or 10.0
         pid = await inject.block(url, seconds, mode=mode)
         print(f"block: worker {pid} has its event loop blocked for {seconds:g} s")
+    elif args.fault == "timeouts":
+        seconds = args.seconds or 10.0
+        print(f"timeouts: {seconds:g} s of healthy cancel-heavy work (a control: never a spin) ...", flush=True)
+        result = await inject.timeouts(url, seconds, mode=mode)
+        print(f"timeouts: {result}")
     elif args.fault == "churn":
         pids = await inject.churn(url, args.calls, mode=mode)
         for pid, n in sorted(pids.items()):

@@ -12,6 +12,8 @@ tool result carries the pid of the worker that served it. The faults, and the wa
 ``downstream`` calls the slow local downstream through a ``watchdog.guard.Limiter`` (seed 000)
 ``block``      blocks the event loop synchronously: a hung worker, not a spin
 ``churn``      a new HTTP client per call, never closed: sockets and fds grow (seed 002)
+``timeouts``   healthy cancel-heavy work: thousands of short timeouts a second fire and complete, hot loop;
+               must never be taken for a spin (the worker progresses; each cancel scope is a new one)
 =============  =====================================================================================
 
 The server uses ``watchdog.guard`` as its users would: the downstream limiter, the loop-lag monitor and the spin
@@ -191,6 +193,31 @@ async def churn(calls: int = 1) -> dict[str, Any]:
             await resp.read()
     OPEN_CLIENTS.set(len(_State.unclosed))
     return _served(unclosed_clients=len(_State.unclosed))
+
+
+@mcp.tool()
+async def timeouts(seconds: float = 5.0, tasks: int = 50, ctx: Context | None = None) -> dict[str, Any]:
+    """Healthy cancel-heavy work for `seconds`: `tasks` tasks each bound a slower wait with a short timeout that
+    fires (a fresh `move_on_after` scope each time, cancelled, delivered and left), between small slices of work.
+    """
+    TOOL_CALLS.labels("timeouts").inc()
+    if ctx is not None:
+        await ctx.report_progress(0, 1, f"pid={PID}")
+    deadline = time.monotonic() + min(seconds, 300.0)
+    counts = {"scopes": 0, "fired": 0}
+
+    async def one() -> None:
+        while time.monotonic() < deadline:
+            _crunch_slice(20)
+            with anyio.move_on_after(0.0005) as scope:
+                await anyio.sleep(0.002)
+            counts["scopes"] += 1
+            counts["fired"] += scope.cancelled_caught
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(max(1, min(tasks, 500))):
+            tg.start_soon(one)
+    return _served(seconds=seconds, **counts)
 
 
 async def health(_: Request) -> Response:

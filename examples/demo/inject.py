@@ -139,6 +139,12 @@ async def churn(url: str, calls: int, *, per_call: int = 1, mode: str = "auto") 
     return pids
 
 
+async def timeouts(url: str, seconds: float, *, tasks: int = 50, mode: str = "auto") -> dict[str, Any]:
+    """Run healthy cancel-heavy work (thousands of short timeouts a second) in one worker for ``seconds`` and
+    wait for it; returns the result: ``pid``, ``scopes`` run and how many ``fired``."""
+    return await call(url, "timeouts", {"seconds": seconds, "tasks": tasks}, mode=mode, limit_s=seconds + 30)
+
+
 async def set_latency(downstream_url: str, seconds: float) -> float:
     """Set the slow downstream's latency; returns the previous value."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:

@@ -21,10 +21,12 @@ import aiohttp
 import anyio
 import psutil
 
-from examples.demo import inject
+from examples.demo import browser, inject
 from examples.demo.harness import REPO, DemoServer, free_port
 from examples.demo.sidecar import Watchdog, Webhooks
 
+FLAMES = REPO / ".artifacts" / "demo-flamegraphs"
+"""Where the demo's watchdog keeps its flame graphs (git-ignored; they outlive the demo, to be opened after)."""
 BOLD, DIM, RED, GREEN, YELLOW, RESET = "\033[1m", "\033[2m", "\033[31m", "\033[32m", "\033[33m", "\033[0m"
 
 
@@ -78,7 +80,7 @@ async def _follow_log(wd: Watchdog, narrator: Narrator, seen: set[int]) -> None:
         await anyio.sleep(0.2)
 
 
-async def show(fault: str, keep: bool, color: bool) -> int:
+async def show(fault: str, keep: bool, color: bool, screenshots: Path | None = None) -> int:
     n = Narrator(color)
     n.say("demo", "starting the demo MCP server: gunicorn with 2 uvicorn workers, on 127.0.0.1")
     with DemoServer(workers=2, port=_port_or_free(8000)) as demo:
@@ -98,6 +100,7 @@ async def show(fault: str, keep: bool, color: bool) -> int:
                 "server": {"listen": f"127.0.0.1:{_port_or_free(9464)}"},
                 "notify": {"webhooks": [{"url": hooks.url, "retries": 1}]},
                 "log": {"format": "json"},
+                "flamegraphs": {"dir": str(FLAMES), "keep": 20},
             }
             probe = REPO / "probes" / "demo-echo.yaml"
             if probe.exists():
@@ -109,6 +112,8 @@ async def show(fault: str, keep: bool, color: bool) -> int:
                 f"starting the watchdog with the default rules ({Path('rules/default.yaml')}) on http://{wd.listen}",
             )
             await wd.start()
+            n.say("demo", f"the watchdog's status page: http://{wd.listen}/ (in a terminal: watchdog status "
+                          f"--url http://{wd.listen})")  # fmt: skip
             try:
                 seen: set[int] = set()
                 async with anyio.create_task_group() as tg:
@@ -116,6 +121,8 @@ async def show(fault: str, keep: bool, color: bool) -> int:
                     await anyio.sleep(2.5)  # let the watchdog take its first readings, for the story's sake
                     onset, onset_wall = time.monotonic(), time.time()
                     pid = await _inject(fault, demo, n)
+                    if screenshots is not None:
+                        tg.start_soon(_shoot_page_when_firing, wd, pid, screenshots, n)
                     await _show_shallow_health(demo, pid, n)
                     note = await hooks.wait_for(
                         lambda x: x.get("worker") == pid and "recycle" in x["evidence"], within=90
@@ -135,6 +142,13 @@ async def show(fault: str, keep: bool, color: bool) -> int:
                         )
                     else:
                         n.say("demo", f"the recycle ended as {rec.get('outcome')}: {json.dumps(rec)}", RED)
+                    flame = (note["evidence"].get("diagnosis") or {}).get("flamegraph")
+                    if isinstance(flame, str):
+                        path = FLAMES / flame.rsplit("/", 1)[-1]
+                        n.say("demo", f"flame graph of worker {pid}, kept as the evidence: {path} "
+                                      f"(served at http://{wd.listen}{flame})")  # fmt: skip
+                        if screenshots is not None:
+                            await _shoot(f"http://{wd.listen}{flame}", screenshots / "flamegraph-spin-worker.png", n)
                     if keep:
                         n.say(
                             "demo",
@@ -148,6 +162,22 @@ async def show(fault: str, keep: bool, color: bool) -> int:
                 wd.stop()
     n.say("demo", "stopped the watchdog and the demo server")
     return 0
+
+
+async def _shoot_page_when_firing(wd: Watchdog, pid: int, into: Path, n: Narrator) -> None:
+    """A screenshot of the status page once a rule fires on the faulty worker (while it still spins)."""
+    with anyio.move_on_after(90):
+        while not any(e.get("kind") == "rule_firing" and e.get("worker") == pid for e in wd.events()):  # noqa: ASYNC110
+            await anyio.sleep(0.2)  # the watchdog's log is a file: polled, bounded above
+        await _shoot(f"http://{wd.listen}/", into / "status-page-spin.png", n, size=(1100, 900))
+
+
+async def _shoot(url: str, path: Path, n: Narrator, size: tuple[int, int] = (1100, 760)) -> None:
+    out = await anyio.to_thread.run_sync(lambda: browser.screenshot(url, path, size=size))
+    if out.returncode == 0 and await anyio.Path(path).exists():
+        n.say("demo", f"screenshot of {url}: {path}")
+    else:
+        n.say("demo", f"no screenshot of {url}: {out.stderr.strip()[-300:]}", RED)
 
 
 async def _inject(fault: str, demo: DemoServer, n: Narrator) -> int:
@@ -181,9 +211,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m examples.demo.show", description=__doc__)
     p.add_argument("--fault", choices=("spin", "leak", "block"), default="spin")
     p.add_argument("--keep", action="store_true", help="keep everything running after the show")
+    p.add_argument("--screenshots", type=Path, metavar="DIR",
+                   help="screenshots of the status page during the fault and of a flame graph (Chromium)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.screenshots is not None:
+        if browser.find_chromium() is None:
+            p.error("--screenshots needs Chromium (Debian package `chromium`)")
+        args.screenshots.mkdir(parents=True, exist_ok=True)
     try:
-        return anyio.run(show, args.fault, args.keep, sys.stdout.isatty())
+        return anyio.run(show, args.fault, args.keep, sys.stdout.isatty(), args.screenshots)
     except KeyboardInterrupt:
         return 130
 

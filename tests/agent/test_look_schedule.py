@@ -26,6 +26,15 @@ def test_a_suspicious_verdict_keeps_the_gap_short() -> None:
     assert looks == [0, 5, 10, 15, 20, 25]
 
 
+def test_an_unconfirmed_spin_suspect_is_looked_at_again_soon() -> None:
+    s = LookSchedule(min_gap=5, baseline=60, suspect_gap=1, suspect_relooks=2)
+    looks = [t for t in range(0, 40) if run(s, t, verdict="spin_suspect") is not None]
+    assert looks == [0, 1, 2, 12, 32]  # two quick looks, then backed off: churn is not sampled without end
+    s = LookSchedule(min_gap=5, baseline=60, suspect_gap=1)
+    looks = [t for t in range(0, 12) if run(s, t, verdict="spin_suspect" if t == 0 else "spin") is not None]
+    assert looks == [0, 1, 6, 11]  # once decided, back to the usual gap
+
+
 def test_sockets_dropping_brings_the_next_look_forward() -> None:
     s = LookSchedule(min_gap=5, baseline=60)
     for t in range(0, 71):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from examples.demo.harness import DemoServer
 from tests.conftest import REPO, py_spy_path, python_with_anyio
 from tests.diagnose.helpers import target
 from watchdog.diagnose import schema
@@ -142,3 +143,46 @@ def test_usage_errors_exit_2(args: list[str], message: str) -> None:
     assert out.returncode == 2
     assert message in out.stderr
     assert "usage:" in out.stderr
+
+
+def test_flamegraph_of_a_spinning_process_opens_in_chromium_with_the_spin_frames(tmp_path: Path) -> None:
+    import re
+
+    from tests.browser import chromium, dump_dom, screenshot
+
+    py_spy_path()
+    chromium()
+    html_file = tmp_path / "spin.html"
+    with target(python_with_anyio("3.11"), "spin") as pid:
+        out = watchdog(str(pid), "--duration", "2", "--flamegraph", str(html_file))
+    assert out.returncode == 1, out.stderr
+    assert f"flame graph: {html_file}" in out.stderr
+    # the search in the URL runs the page's own script: the spin's frames are found and their share shown
+    dom = dump_dom(html_file.as_uri() + "#q=_deliver_cancellation")
+    assert f"process {pid}" in dom
+    assert "CancelScope._deliver_cancellation" in dom
+    m = re.search(r"matched graph 0: ([\d.]+) %", dom)
+    assert m is not None, dom[-3000:]
+    assert float(m.group(1)) > 0
+    assert 'class="f k-spin hit"' in dom
+    print(f"\nspin flame graph: {m.group(1)} % of samples under _deliver_cancellation; "
+          f"screenshot {screenshot(html_file.as_uri(), 'diagnose-spin-flamegraph.png')}")  # fmt: skip
+
+
+def test_flamegraph_into_a_missing_directory_is_a_usage_error_before_sampling() -> None:
+    out = watchdog("1", "--flamegraph", "/nonexistent/dir/x.html", timeout=20)
+    assert out.returncode == 2
+    assert "cannot write /nonexistent/dir/x.html" in out.stderr
+
+
+def test_flamegraph_of_a_gunicorn_master_has_one_graph_per_process(demo: DemoServer, tmp_path: Path) -> None:
+    import re
+
+    py_spy_path()
+    html_file = tmp_path / "demo.html"
+    out = watchdog(str(demo.master_pid), "--duration", "1", "--flamegraph", str(html_file))
+    assert out.returncode in (0, 1), out.stderr
+    headings = re.findall(r"<h2>(\w+) (\d+) \(gunicorn\)</h2>", html_file.read_text())
+    assert headings[0] == ("master", str(demo.master_pid))
+    assert sorted(int(pid) for role, pid in headings[1:] if role == "worker") == sorted(demo.worker_pids())
+    assert html_file.read_text().count('<svg id="g') == 1 + len(demo.worker_pids())

@@ -11,7 +11,7 @@ from watchdog.diagnose.evidence import Poll, ProcessEvidence
 from watchdog.signals.cgroup import CgroupMemory
 from watchdog.signals.interpreter import Interpreter
 from watchdog.signals.process import ProcessInfo, Snapshot
-from watchdog.signals.stacks import StackSamples, parse_raw
+from watchdog.signals.stacks import LocalsSeries, StackSamples, parse_dump, parse_raw
 
 DATA = Path(__file__).with_name("data")
 MiB = 1 << 20
@@ -19,6 +19,12 @@ MiB = 1 << 20
 
 def recorded(name: str) -> StackSamples:
     return parse_raw((DATA / f"{name}.raw").read_text(), duration_s=2.0, rate_hz=100)
+
+
+def recorded_locals(name: str, first: int | None = None) -> LocalsSeries:
+    """The ``py-spy dump --locals`` series recorded with ``name``'s stacks (the same process), or its ``first``."""
+    lines = [ln for ln in (DATA / f"{name}.locals.jsonl").read_text().splitlines() if ln.strip()][:first]
+    return LocalsSeries(tuple(parse_dump(ln, i * 0.05) for i, ln in enumerate(lines)), len(lines))
 
 
 def evidence(
@@ -34,6 +40,8 @@ def evidence(
     state: str = "R",
     cgroup: CgroupMemory | None = None,
     packages: dict[str, str] | None = None,
+    locals: LocalsSeries | str | None = None,
+    locals_error: str | None = None,
 ) -> ProcessEvidence:
     """Evidence of one process whose main (first) thread used ``cpu`` % over ``window`` seconds."""
     st = recorded(stacks) if isinstance(stacks, str) else stacks
@@ -56,5 +64,6 @@ def evidence(
         for i in range(n)
     )
     interp = Interpreter("3.11.7", "/usr/bin/python3.11", (), packages or {"anyio": "4.16.0"})
+    series = recorded_locals(locals) if isinstance(locals, str) else locals
     return ProcessEvidence(info, snap(0.0, rss[0], fds[0]), snap(window, rss[1], fds[1]), polls, st, interp, cgroup,
-                           {tid: "MainThread"}, in_flight)  # fmt: skip
+                           {tid: "MainThread"}, in_flight, None, series, locals_error)  # fmt: skip

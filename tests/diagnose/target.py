@@ -1,10 +1,16 @@
 """A small anyio program in a chosen state, for diagnose's tests on any Python with anyio installed.
 
-    python target.py spin|busy|idle|block|exit [SECONDS]
+    python target.py spin|spin-beside|spin-library|churn|churn-reuse|busy|idle|block|exit [SECONDS]
 
 It prints ``ready PID`` once it is in that state. ``spin`` is the real anyio cancel-delivery spin (a task that
-swallows cancellation inside a cancelled task group), ``busy`` honest CPU work in slices, ``block`` a
-synchronous sleep in the event loop, ``exit`` idles for SECONDS and exits. SIGALRM ends every mode after
+swallows cancellation inside a cancelled task group); ``spin-beside`` the same with another task doing honest
+work beside it (that task must never be named the culprit); ``spin-library`` a spin whose swallowing code lives
+in an installed package (``stubbornlib`` under a ``site-packages`` directory made on the fly: no application
+frame to name). ``churn`` is healthy cancel-heavy work: many tasks each running thousands of short
+``move_on_after`` scopes a second whose timeouts fire and complete, between slices of CPU work; ``churn-reuse``
+one task looping on ``move_on_after(0)`` (freed scopes' memory is reused: the same addresses recur). ``busy``
+honest CPU work in slices, ``block`` a synchronous sleep in the event loop, ``exit`` idles for SECONDS and
+exits. SIGALRM ends every mode after
 LIFETIME seconds, so nothing outlives a crashed test run for long (it needs no thread of its own to do so).
 """
 
@@ -13,7 +19,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -33,6 +43,42 @@ async def swallow() -> None:
             pass
 
 
+async def beside() -> None:
+    """Honest work in another task, yielding between slices: it runs beside the spin and is not its cause."""
+    while True:
+        crunch_slice(3_000)
+        await anyio.sleep(0.0005)
+
+
+async def churn_worker(work: int) -> None:
+    """A request handler with a short timeout that fires: the scope is cancelled, delivered and left, each time."""
+    while True:
+        crunch_slice(work)
+        with anyio.move_on_after(0.0005):
+            await anyio.sleep(0.002)
+
+
+async def churn_reuse() -> None:
+    while True:
+        with anyio.move_on_after(0):
+            await anyio.lowlevel.checkpoint()
+
+
+def library_swallow() -> Callable[[], Coroutine[Any, Any, None]]:
+    """``stubbornlib.swallow`` from a package under a ``site-packages`` directory: library code, not the app's."""
+    site = Path(tempfile.mkdtemp(prefix="watchdog-target-")) / "lib" / "site-packages"
+    (site / "stubbornlib").mkdir(parents=True)
+    (site / "stubbornlib" / "__init__.py").write_text(
+        "import anyio\n\n\nasync def swallow():\n    while True:\n        try:\n"
+        "            await anyio.sleep(3600)\n        except BaseException:\n            pass\n"
+    )
+    sys.path.insert(0, str(site))
+    import stubbornlib  # type: ignore[import-not-found]
+
+    fn: Callable[[], Coroutine[Any, Any, None]] = stubbornlib.swallow
+    return fn
+
+
 def crunch_slice(n: int) -> int:
     acc = 0
     for i in range(n):
@@ -41,12 +87,24 @@ def crunch_slice(n: int) -> int:
 
 
 async def main(mode: str, seconds: float) -> None:
-    if mode == "spin":
+    if mode in ("spin", "spin-beside", "spin-library"):
+        culprit = library_swallow() if mode == "spin-library" else swallow
+        async with anyio.create_task_group() as outer:
+            if mode == "spin-beside":
+                outer.start_soon(beside)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(culprit)
+                await anyio.sleep(0.05)
+                ready()
+                tg.cancel_scope.cancel()
+    elif mode == "churn":
         async with anyio.create_task_group() as tg:
-            tg.start_soon(swallow)
-            await anyio.sleep(0.05)
+            for _ in range(50):
+                tg.start_soon(churn_worker, 20)
             ready()
-            tg.cancel_scope.cancel()
+    elif mode == "churn-reuse":
+        ready()
+        await churn_reuse()
     elif mode == "busy":
         ready()
         while True:

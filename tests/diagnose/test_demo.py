@@ -7,11 +7,12 @@ server of its own, since a spinning worker never recovers.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import anyio
 import pytest
 
-from examples.demo import inject
+from examples.demo import app, inject
 from examples.demo.harness import DemoServer
 from tests.conftest import py_spy_path
 from tests.diagnose.test_targets import assert_valid, show
@@ -101,6 +102,26 @@ async def test_churn_gives_an_fd_growth_finding(lab: DemoServer) -> None:
     assert report.exit_code == 1
 
 
+async def test_healthy_timeout_churn_in_a_worker_is_never_a_spin(lab: DemoServer) -> None:
+    """The fault lab's `timeouts`: thousands of short timeouts a second fire and complete in a hot worker."""
+    async with inject.running(lab.mcp_url, "timeouts", {"seconds": 6.0}) as call:
+        report = await diagnose(call.pid, metrics_url=lab.metrics_url)
+        with anyio.fail_after(40):
+            await call.done.wait()
+    show(report)
+    assert_valid(report)
+    assert call.result is not None, call.error
+    (p,) = report.processes
+    assert p.state is not None
+    assert p.state.kind in ("active", "busy", "spin_suspect"), p.state
+    assert report.exit_code == 0
+    fired = int(call.result["fired"])
+    print(
+        f"timeouts: {fired} of {call.result['scopes']} scopes fired in 6 s; verdict {p.state.kind}: {p.state.summary}"
+    )
+    assert fired >= 1000  # the churn was real
+
+
 async def test_a_master_report_singles_out_the_spinning_worker() -> None:
     py_spy_path()
     with DemoServer(workers=2) as demo:
@@ -116,6 +137,25 @@ async def test_a_master_report_singles_out_the_spinning_worker() -> None:
             if pid == spinning:
                 assert p.state.kind == "spin", p.state
                 assert any("no requests in flight" in e for e in p.state.evidence)
+                # the culprit: the demo's `stubborn` tool, the except line that swallows the cancellation
+                c = p.state.culprit
+                assert c is not None
+                assert (c.function, c.application) == ("stubborn", True)
+                assert c.path.endswith("examples/demo/app.py")
+                assert c.line in stubborn_lines()
+                assert c.share >= 0.05
+                assert c.task == "stubborn"  # the tool's name, from the SDK frames' locals beneath it
+                print(f"stubborn culprit: {c.summary()}")
             else:
                 assert p.state.kind != "spin", (pid, p.state)
         assert report.exit_code == 1
+
+
+def stubborn_lines() -> set[int]:
+    """The lines of the `stubborn` tool's loop in the demo app: its await and its except line."""
+    lines = Path(app.__file__).read_text().splitlines()
+    start = next(i for i, ln in enumerate(lines, 1) if ln.startswith("async def stubborn"))
+    body = range(start, start + 20)
+    return {
+        i for i in body if "await anyio.sleep(3600)" in lines[i - 1] or "except anyio.get_cancelled" in lines[i - 1]
+    }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import py_spy_path, python_with_anyio
-from tests.diagnose.helpers import target
+from tests.diagnose.helpers import TARGET, target
 from watchdog.diagnose import DiagnoseReport, diagnose, render_text, schema
 from watchdog.errors import ProcessGone
 
@@ -42,6 +42,81 @@ async def test_a_real_anyio_spin_is_a_spin(version: str) -> None:
     assert p.evidence.interpreter.python_version.startswith(version)
     assert "anyio" in p.evidence.interpreter.packages
     assert report.exit_code == 1
+    # what decided: the same scope re-delivered, seen through py-spy --locals
+    assert p.state.confidence in ("medium", "high"), p.state
+    assert p.state.scopes is not None
+    assert any(e.startswith("the same CancelScope 0x") for e in p.state.evidence)
+    # who keeps it going: the task that swallows the cancellation
+    c = p.state.culprit
+    assert c is not None
+    assert (c.function, c.application) == ("swallow", True)
+    assert c.path.endswith("tests/diagnose/target.py")
+    assert c.line in swallow_lines()
+    assert c.share >= 0.1
+    assert report.to_dict()["processes"][0]["verdicts"][0]["culprit"]["function"] == "swallow"
+    print(f"culprit on {version}: {c.summary()}")
+
+
+def swallow_lines() -> set[int]:
+    """The lines of target.py's ``swallow`` body: its await and its except line."""
+    lines = TARGET.read_text().splitlines()
+    start = next(i for i, ln in enumerate(lines, 1) if ln.startswith("async def swallow"))
+    return {start + 3, start + 4}
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
+@pytest.mark.parametrize("mode", ["churn", "churn-reuse"])
+async def test_healthy_timeout_churn_is_never_a_spin(version: str, mode: str) -> None:
+    """Thousands of short move_on_after scopes a second whose timeouts fire, each completing, hot loop: whatever
+    the samples look like, never a spin and never a problem (churn-reuse: freed scopes' addresses recur)."""
+    python, _ = python_with_anyio(version), py_spy_path()
+    with target(python, mode) as pid:
+        report = await diagnose(pid)
+    show(report)
+    assert_valid(report)
+    (p,) = report.processes
+    assert p.state is not None
+    assert p.state.kind in ("active", "busy", "spin_suspect"), p.state
+    assert p.state.culprit is None
+    assert report.exit_code == 0
+    print(f"{mode} on {version}: {p.state.kind}: {p.state.summary}")
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.13"])
+async def test_code_running_beside_a_spin_is_not_named_the_culprit(version: str) -> None:
+    python, _ = python_with_anyio(version), py_spy_path()
+    with target(python, "spin-beside") as pid:
+        report = await diagnose(pid)
+    show(report)
+    (p,) = report.processes
+    assert p.state is not None
+    assert p.state.kind == "spin", p.state
+    assert p.evidence is not None
+    beside = sum(
+        s.count for t in p.evidence.stacks.threads for s in t.stacks if any(f.name == "beside" for f in s.frames)
+    )
+    assert beside > 0  # the other task ran in the window
+    c = p.state.culprit
+    assert c is None or c.function == "swallow", c
+    assert c is not None
+    print(f"spin-beside on {version}: {c.summary()} (beside ran in {beside} samples)")
+
+
+@pytest.mark.parametrize("version", ["3.11", "3.13"])
+async def test_a_spin_inside_a_library_says_plainly_no_application_frame_shows(version: str) -> None:
+    python, _ = python_with_anyio(version), py_spy_path()
+    with target(python, "spin-library") as pid:
+        report = await diagnose(pid)
+    show(report)
+    (p,) = report.processes
+    assert p.state is not None
+    assert p.state.kind == "spin", p.state
+    c = p.state.culprit
+    assert c is not None
+    assert not c.application
+    assert "stubbornlib/__init__.py" in c.where
+    assert "no application frame" in render_text(report)
+    print(f"spin-library on {version}: {c.summary()}")
 
 
 @pytest.mark.parametrize("version", ["3.11", "3.13"])

@@ -7,9 +7,10 @@ import dataclasses
 
 import pytest
 
-from tests.diagnose.recorded import MiB, evidence, recorded
+from tests.diagnose.recorded import MiB, evidence, recorded, recorded_locals
 from watchdog.diagnose import evaluate
 from watchdog.diagnose.knowledge import version_tuple, version_warnings
+from watchdog.diagnose.spin import ScopeEvidence
 from watchdog.diagnose.verdicts import fd_verdict, memory_verdict, state_verdict
 from watchdog.signals.cgroup import CgroupMemory
 from watchdog.signals.stacks import StackSamples, ThreadStacks
@@ -24,16 +25,135 @@ def without_spin_frames(st: StackSamples) -> StackSamples:
     return dataclasses.replace(st, threads=tuple(threads), samples=sum(t.samples for t in threads))
 
 
-@pytest.mark.parametrize("name", ["spin-py311", "spin-py313", "spin-py313-nonblocking"])
-def test_a_hot_loop_with_deliver_cancellation_samples_is_a_spin(name: str) -> None:
-    v = state_verdict(evidence(name, cpu=99.0))
+@pytest.mark.parametrize("name", ["spin-py311", "spin-py313", "spin-beside-py311", "spin-library-py311"])
+def test_a_hot_loop_re_delivering_one_scope_is_a_spin_and_says_what_decided(name: str) -> None:
+    v = state_verdict(evidence(name, cpu=99.0, locals=name))
     assert v.kind == "spin"
     assert v.severity == "critical"
     assert v.confidence == "high"
+    assert v.scopes is not None
+    assert v.scopes.top is not None
+    decided = [e for e in v.evidence if e.startswith("the same CancelScope 0x")]
+    assert decided == [f"the same CancelScope {v.scopes.top[0]} re-delivered in {v.scopes.top[1]} of 30 samples"]
+    assert v.scopes.top[1] >= 5
+    assert v.data["scope"] == v.scopes.top[0]
     assert any("_deliver_cancellation" in e for e in v.evidence)
     assert any("CPU 99 %" in e for e in v.evidence)
     assert any("Recycle" in a for a in v.advice)
     assert any("#695" in a for a in v.advice)
+
+
+@pytest.mark.parametrize("name", ["spin-py311", "spin-py313", "spin-py313-nonblocking"])
+def test_without_locals_a_spin_is_never_more_than_low_confidence(name: str) -> None:
+    v = state_verdict(evidence(name, cpu=99.0, locals_error="py-spy: Permission Denied"))
+    assert v.kind == "spin"
+    assert v.confidence == "low"
+    assert any("--locals could not be read (py-spy: Permission Denied)" in e for e in v.evidence)
+
+
+@pytest.mark.parametrize("name", ["churn-py311", "churn-py313", "churn-reuse-py311"])
+def test_without_locals_churn_is_still_not_a_spin_for_its_samples_show_scopes_churning(name: str) -> None:
+    v = state_verdict(evidence(name, cpu=99.0, locals_error="py-spy dump failed"))
+    assert v.kind in ("busy", "active"), v
+    assert any("could not be read (py-spy dump failed)" in e and "not a spin" in e for e in v.evidence), v.evidence
+
+
+@pytest.mark.parametrize("name", ["churn-py311", "churn-py313", "churn-reuse-py311"])
+def test_healthy_timeout_churn_is_never_a_spin(name: str) -> None:
+    """Thousands of short move_on_after scopes a second whose timeouts fire, at 99 % CPU: never a spin, with
+    locals; churn-reuse is one task whose freed scopes' memory is reused (addresses recur)."""
+    st = recorded(name)
+    assert st.threads[0].count_frame("_deliver_cancellation") >= 2  # the samples alone look like a spin suspect
+    for first in (None, 5, 10, 20):
+        v = state_verdict(evidence(name, cpu=99.0, locals=recorded_locals(name, first)))
+        assert v.kind in ("busy", "active"), (first, v)  # scopes churning: not even a suspect
+        assert not v.is_problem
+        assert any("not a spin" in e for e in v.evidence), v.evidence
+
+
+def test_churn_that_shows_several_scopes_says_so() -> None:
+    v = state_verdict(evidence("churn-reuse-py311", cpu=99.0, locals="churn-reuse-py311"))
+    assert v.kind == "active"
+    assert "not a spin" in v.summary
+    assert any("not a spin" in e for e in v.evidence)
+    # one address recurs there (freed scopes' memory reused), but first-delivered more than once: two scopes
+    assert any("first deliveries: new scopes reusing freed memory" in e for e in v.evidence), v.evidence
+
+
+def test_an_address_first_delivered_twice_is_reuse_never_the_same_scope() -> None:
+    reused = ScopeEvidence(20, 6, (("0xaaa", 6),), redelivered=4)
+    assert reused.decision() == "churn"
+    assert ScopeEvidence(20, 6, (("0xaaa", 6),), redelivered=5).decision() == "same"  # one first delivery: onset
+
+
+def test_where_scopes_churn_one_address_needs_more_re_deliveries() -> None:
+    assert ScopeEvidence(20, 3, (("0xaaa", 3),), redelivered=3).decision() == "same"
+    assert ScopeEvidence(20, 3, (("0xaaa", 3),), redelivered=3, lifecycle=0.5).decision() == "unknown"
+    assert ScopeEvidence(20, 5, (("0xaaa", 5),), redelivered=5, lifecycle=0.5).decision() == "same"
+    assert ScopeEvidence(20, 5, (("0xaaa", 5),), redelivered=4, lifecycle=0.5).decision() == "unknown"
+
+
+def test_confidence_builds_across_consecutive_looks_at_the_same_scope() -> None:
+    series = recorded_locals("spin-py313")
+    looks = [dataclasses.replace(series, dumps=series.dumps[i : i + 10], asked=10) for i in (0, 10, 20)]
+    earlier = None
+    seen = []
+    for look in looks:
+        v = state_verdict(evidence("spin-py313", cpu=99.0, locals=look), earlier=earlier)
+        assert v.scopes is not None
+        earlier = v.scopes
+        seen.append((v.kind, v.confidence, v.scopes.looks))
+    print(seen)
+    assert seen[-1][0] == "spin"
+    assert seen[-1][2] >= 2  # the last look's verdict rests on more than one look
+    assert [c for k, c, _ in seen if k == "spin"][-1] in ("medium", "high")
+
+
+def test_a_scope_seen_in_an_earlier_look_does_not_count_for_another_scope() -> None:
+    a = ScopeEvidence(10, 4, (("0xaaa", 4),), 4)
+    b = ScopeEvidence(10, 4, (("0xbbb", 4),), 4)
+    assert b.merged(a) == b
+    assert a.merged(a).looks == 2
+    assert a.merged(a).top == ("0xaaa", 8)
+    nothing = ScopeEvidence(12, 0)
+    carried = nothing.merged(a)
+    assert (carried.top, carried.dumps, carried.looks) == (("0xaaa", 4), 22, 2)  # neither confirms nor denies
+
+
+def test_the_culprit_is_the_except_line_of_the_task_that_swallows_the_cancellation() -> None:
+    for name in ("spin-py311", "spin-py313"):
+        v = state_verdict(evidence(name, cpu=99.0, locals=name))
+        c = v.culprit
+        assert c is not None, name
+        assert (c.function, c.application, c.catches) == ("swallow", True, True)
+        assert c.path.endswith("tests/diagnose/target.py")
+        assert c.line == 42  # `except anyio.get_cancelled_exc_class():` in the recorded target.py
+        assert c.share >= 0.2
+        assert c.confidence == "high"
+        assert f"culprit: {c.summary()}" in v.evidence
+        assert "swallow at" in v.summary
+        assert any(a.startswith("`swallow` at") and "re-raise" in a for a in v.advice)
+
+
+def test_code_running_beside_a_spin_in_another_task_is_never_named() -> None:
+    v = state_verdict(evidence("spin-beside-py311", cpu=99.0, locals="spin-beside-py311"))
+    views = [t for t in recorded("spin-beside-py311").threads[0].stacks if any(f.name == "beside" for f in t.frames)]
+    assert sum(s.count for s in views) >= 10  # the other task did run in the window
+    assert v.culprit is not None
+    assert v.culprit.function == "swallow"
+
+
+def test_a_spin_inside_a_library_says_no_application_frame_and_names_what_is_awaited() -> None:
+    v = state_verdict(evidence("spin-library-py311", cpu=99.0, locals="spin-library-py311"))
+    c = v.culprit
+    assert c is not None
+    assert not c.application
+    assert c.function == "swallow"
+    assert "stubbornlib/__init__.py" in c.where
+    assert c.awaited == "_asyncio.Future"
+    assert c.summary().startswith("no application frame")
+    assert any("spin sentinel" in a for a in v.advice)
+    assert "swallow" not in v.summary
 
 
 def test_the_same_samples_in_a_cool_process_are_not_a_spin() -> None:
@@ -44,9 +164,9 @@ def test_the_same_samples_in_a_cool_process_are_not_a_spin() -> None:
 def test_a_hot_loop_doing_no_application_work_is_a_spin_even_when_the_frame_was_missed() -> None:
     st = without_spin_frames(recorded("spin-py313"))
     assert st.threads[0].count_frame("_deliver_cancellation") == 0
-    v = state_verdict(evidence(st, cpu=99.0, sockets={"LISTEN": 1}, clients=0))
+    v = state_verdict(evidence(st, cpu=99.0, sockets={"LISTEN": 1}, clients=0, locals="spin-py313"))
     assert v.kind == "spin"
-    assert v.confidence == "medium"  # no client connection open: nothing else explains the heat
+    assert v.confidence == "high"  # the locals saw the scope even though the samples missed the frame
     assert any("not caught in a sample" in e for e in v.evidence)
     assert any("no requests in flight" in e for e in v.evidence)
 

@@ -49,12 +49,6 @@ async def flood() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-@pytest.mark.xfail(
-    reason="needs the linear SSE parser of helper 'probes' (issue 14); the lead removes this mark after merging it. "
-    "Measured on the hardening branch without it: /healthz failed 6 times, loop lag 8.9 s; with the probes "
-    "branch's watchdog/probes/_sse_parser.py it passes (slowest /healthz 1.3 s, connect timeout after 5.0 s)",
-    strict=False,
-)
 async def test_a_blank_line_flood_neither_stalls_the_loop_nor_stretches_the_timeout(tmp_path: Path) -> None:
     async with flood() as url:
         probe = tmp_path / "probe.yaml"

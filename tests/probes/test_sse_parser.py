@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from watchdog.probes._sse_parser import MalformedSSE, SSEEvent, SSEParser
@@ -49,3 +51,20 @@ def test_an_endless_event_is_refused_at_the_bound() -> None:
         parser.feed(b"data: " + b"x" * 100 + b"\n")  # 808 bytes held: still within the bound
     with pytest.raises(MalformedSSE, match="larger than 1000 bytes"):
         parser.feed(b"data: " + b"x" * 300 + b"\n")
+
+
+def test_the_last_id_and_retry_outlive_their_event_for_resuming() -> None:
+    parser = SSEParser()
+    assert parser.feed(b"id: e-1\nretry: 500\ndata: \n\n") == [SSEEvent("message", "", "e-1", 500)]
+    assert parser.feed(b"id: e-2\n\n") == []  # no data: not dispatched, but the id counts
+    assert (parser.last_event_id, parser.retry_ms) == ("e-2", 500)
+
+
+def test_a_chunk_of_many_blank_lines_parses_in_linear_time() -> None:
+    """A million blank lines in one chunk: slicing the buffer per line made this ~30 s (0.3 s for 100,000)."""
+    parser = SSEParser()
+    t0 = time.perf_counter()
+    assert parser.feed(b"\n" * 1_000_000 + b"data: after\n\n")[0].data == "after"
+    took = time.perf_counter() - t0
+    assert not parser.pending
+    assert took < 5.0, f"{took:.1f} s for a million lines: the parser is not linear"

@@ -78,6 +78,23 @@ async def test_crunch_under_load_is_busy_and_never_acted_on(demo: DemoServer) ->
         assert hooks.received == []
 
 
+async def test_healthy_timeout_churn_is_never_judged_a_spin_nor_acted_on(demo: DemoServer) -> None:
+    """The control for the spin rule: thousands of short timeouts a second, each completing, hot loops."""
+    async with Webhooks().serve() as hooks, watching(config(demo, hooks)) as wd:
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):  # enough calls that both workers churn for ~12 s
+                tg.start_soon(inject.timeouts, demo.mcp_url, 12.0)
+        status = await wd.status()
+        looks = {w["pid"]: (w["stack_verdict"] or {}).get("kind") for w in status["targets"][0]["workers"]}
+        kinds = [e["kind"] for e in status["events"]]
+        print(f"\ntimeout churn: last stack verdict per worker {looks}; events {sorted(set(kinds))}")
+        assert any(kind is not None for kind in looks.values()), "the hot workers were never looked at"
+        assert "spin" not in looks.values()
+        assert "rule_firing" not in kinds
+        assert "recycle_started" not in kinds
+        assert hooks.received == []
+
+
 async def _crunch_for(url: str, seconds: float) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:

@@ -11,9 +11,9 @@ import pytest
 
 from tests.conftest import py_spy_path, python_with_anyio
 from tests.diagnose.helpers import target
-from tests.diagnose.recorded import recorded
+from tests.diagnose.recorded import recorded, recorded_locals
 from watchdog.errors import NotPython, ProcessGone, PtraceDenied, SamplerFailed, UnsupportedPython
-from watchdog.signals.stacks import check_supported, classify_failure, parse_raw, sample_stacks
+from watchdog.signals.stacks import check_supported, classify_failure, dump_locals, parse_raw, sample_stacks
 
 
 def test_parse_raw_keeps_threads_frames_innermost_first_and_counts() -> None:
@@ -99,3 +99,37 @@ def test_py_spy_output_is_read_up_to_a_bound_at_a_whole_line(tmp_path: Path) -> 
     text = _read_bounded(str(out), 100)
     assert text == "a;b;c 1\n" * 12  # 96 bytes: the 13th line would cross the bound
     assert _read_bounded(str(out), 10**6) == "a;b;c 1\n" * 1000
+
+
+def test_parse_dump_keeps_frames_innermost_first_with_their_locals() -> None:
+    d = recorded_locals("spin-py311").dumps
+    tid = recorded("spin-py311").threads[0].tid
+    frames = d[0].thread(tid)
+    assert frames is not None
+    assert frames[-1].frame.name == "<module>"
+    delivering = [f for x in d for f in x.thread(tid) or () if f.frame.name.endswith("_deliver_cancellation")]
+    assert delivering
+    assert (delivering[0].local("origin") or "").startswith("<CancelScope at 0x")
+    assert delivering[0].local("no such local") is None
+
+
+@pytest.mark.anyio
+async def test_a_locals_series_takes_its_dumps_and_says_what_they_cost() -> None:
+    py_spy_path()
+    with target(python_with_anyio("3.11"), "idle") as pid:
+        series = await dump_locals(pid, count=3, interval=0.01)
+        stopped = await dump_locals(pid, count=10, enough=lambda dumps: len(dumps) >= 2)
+    assert (len(series.dumps), series.asked, series.failed) == (3, 3, 0)
+    assert series.cpu_s > 0
+    assert series.dumps[0].thread(pid) is not None
+    assert len(stopped.dumps) == 2  # the stop condition ends the series early
+    assert py_spies_of(os.getpid()) == []
+
+
+@pytest.mark.anyio
+async def test_a_locals_series_of_a_gone_process_says_so() -> None:
+    py_spy_path()
+    with target(python_with_anyio("3.11"), "idle") as pid:
+        pass
+    with pytest.raises(ProcessGone):
+        await dump_locals(pid, count=2)

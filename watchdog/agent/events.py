@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ class EventLog:
         self._events: deque[Event] = deque(maxlen=maxlen)
         self._ids = itertools.count(1)
         self._wall = wall
+        self.listeners: list[Callable[[Event], None]] = []  # told of each event added (must not block)
 
     def add(self, event: Event) -> Event:
         event.id = next(self._ids)
@@ -59,6 +61,8 @@ class EventLog:
         self._events.append(event)
         level = {"critical": logging.ERROR, "warning": logging.WARNING}.get(event.severity, logging.INFO)
         log.log(level, event.message, extra={"event": event.to_json()})
+        for listener in self.listeners:
+            listener(event)
         return event
 
     def recent(self) -> list[Event]:

@@ -1,4 +1,5 @@
-"""The sidecar's own HTTP server (aiohttp): ``/metrics``, ``/healthz``, ``/v1/status``, ``/v1/alertmanager``.
+"""The sidecar's own HTTP server (aiohttp): ``/metrics``, ``/healthz``, ``/v1/status``, the status page at ``/``
+and the flame graphs kept as evidence at ``/v1/flamegraphs/NAME`` (their list at ``/v1/flamegraphs``).
 
 Bound to 127.0.0.1 unless configured otherwise. When ``server.token`` is set, every endpoint except
 ``/healthz`` (the kubelet's and systemd's liveness check) and ``/metrics`` (Prometheus; it carries no stacks,
@@ -20,17 +21,29 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable
 
+import anyio.to_thread
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from watchdog.actions.inbound import MAX_BODY, BadWebhook, authorized, parse_webhook
 from watchdog.agent.alerting import AlertInbox
+from watchdog.agent.flames import FlameStore
+from watchdog.agent.history import worker_history
 from watchdog.agent.listener import ConnectionGuard, Listener, listen
 from watchdog.agent.loop import Agent
+from watchdog.agent.page import render_page
 from watchdog.redact import outward
 
 AGENT = web.AppKey("agent", Agent)
+FLAMES = web.AppKey("flames", FlameStore)
+# The page and the flame graphs are our own markup with inline style and script; nothing else may load or run.
+_HTML_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+    "img-src data:; frame-ancestors 'none'",
+}
 LAG_WINDOW = 60.0
 """``watchdog_loop_lag_seconds`` is the worst lag of the agent's own loop within this many seconds."""
 STALL_AFTER = 2.0
@@ -63,6 +76,33 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _status(request: web.Request) -> web.Response:
     status = outward(request.app[AGENT].status())  # no secret, no bare Infinity
     return web.Response(text=json.dumps(status, indent=1), content_type="application/json")
+
+
+async def _flame_records(request: web.Request) -> list[dict[str, object]]:
+    store = request.app.get(FLAMES)
+    if store is None:
+        return []
+    records = await anyio.to_thread.run_sync(store.records)  # a directory listing: off the event loop
+    return [r.to_json() for r in records]
+
+
+async def _page(request: web.Request) -> web.Response:
+    agent = request.app[AGENT]
+    status = outward(agent.status())  # redacted as /v1/status is
+    text = render_page(status, history=worker_history(agent), flames=await _flame_records(request))
+    return web.Response(text=text, content_type="text/html", headers=_HTML_HEADERS)
+
+
+async def _flamegraphs(request: web.Request) -> web.Response:
+    return web.json_response({"flamegraphs": await _flame_records(request)})
+
+
+async def _flamegraph(request: web.Request) -> web.StreamResponse:
+    store = request.app.get(FLAMES)
+    path = store.path(request.match_info["name"]) if store is not None else None
+    if path is None:
+        raise web.HTTPNotFound(text="no such flame graph (kept ones are listed at /v1/flamegraphs)")
+    return web.FileResponse(path, headers={**_HTML_HEADERS, "Content-Type": "text/html; charset=utf-8"})
 
 
 def _refuse(count: Callable[[str, int], None], status: int, outcome: str, message: str) -> web.Response:
@@ -128,7 +168,13 @@ def bearer_auth(token: str) -> Middleware:
     return check
 
 
-def make_app(agent: Agent, guard: ConnectionGuard | None = None, inbox: AlertInbox | None = None) -> web.Application:
+def make_app(
+    agent: Agent,
+    guard: ConnectionGuard | None = None,
+    *,
+    flames: FlameStore | None = None,
+    inbox: AlertInbox | None = None,
+) -> web.Application:
     srv = agent.cfg.server
     middlewares: list[Middleware] = [guard.middleware] if guard is not None else []
     if srv.token:
@@ -137,16 +183,23 @@ def make_app(agent: Agent, guard: ConnectionGuard | None = None, inbox: AlertInb
     app[AGENT] = agent
     if guard is not None:
         app[GUARD] = guard
+    if flames is not None:
+        app[FLAMES] = flames
+    app.router.add_get("/", _page)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/v1/status", _status)
+    app.router.add_get("/v1/flamegraphs", _flamegraphs)
+    app.router.add_get("/v1/flamegraphs/{name}", _flamegraph)
     if inbox is not None:
         app[INBOX] = inbox
         app.router.add_post("/v1/alertmanager", _alertmanager)
     return app
 
 
-async def start(agent: Agent, address: str, inbox: AlertInbox | None = None) -> Listener:
+async def start(
+    agent: Agent, address: str, *, flames: FlameStore | None = None, inbox: AlertInbox | None = None
+) -> Listener:
     """Serve on ``address`` (HOST:PORT; port 0 picks one, see ``Listener.port``) until ``cleanup()``."""
     host, _, port = address.rpartition(":")
     srv = agent.cfg.server
@@ -155,7 +208,7 @@ async def start(agent: Agent, address: str, inbox: AlertInbox | None = None) -> 
         srv.max_connections, srv.request_timeout, on_close=lambda reason: closed.labels(reason).inc()
     )
     runner = web.AppRunner(
-        make_app(agent, guard, inbox),
+        make_app(agent, guard, flames=flames, inbox=inbox),
         access_log=None,
         keepalive_timeout=srv.request_timeout,
         max_line_size=8190,

@@ -10,6 +10,10 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from watchdog.diagnose.report import DiagnoseReport
 
 NAME = "diagnose"
 HELP = (
@@ -58,17 +62,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--show-secrets", action="store_true",
         help="show secrets in command lines and URLs as they are (hidden as *** by default)")  # fmt: skip
     add("--py-spy", metavar="PATH", help="the py-spy executable (default: next to this Python, then PATH)")
+    add("--flamegraph", metavar="FILE",
+        help="also write a flame graph of the samples (one per process, threads side by side) as a "
+        "self-contained HTML file that opens offline in any browser")  # fmt: skip
     add("--concurrency", type=int, default=8, metavar="N", help="py-spy processes at once (default 8)")
+
+
+def _write_flamegraph(report: DiagnoseReport, path: str) -> str:
+    import time
+    from pathlib import Path
+
+    from watchdog.flamegraph import render_html, report_sections
+
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(report.started_at))
+    text = render_html(
+        report_sections(report),
+        title=f"watchdog diagnose {report.target_pid}",
+        subtitle=f"sampled {when}, {report.duration_s:g} s at {report.rate_hz} Hz per process",
+    )
+    out = Path(path)
+    out.write_text(text, encoding="utf-8")
+    return str(out.resolve())
 
 
 def run(args: argparse.Namespace) -> int:
     import anyio
 
-    from watchdog.cli import EXIT_CANNOT_INSPECT
+    from watchdog.cli import EXIT_CANNOT_INSPECT, EXIT_USAGE
     from watchdog.diagnose import diagnose, render_text
     from watchdog.errors import InspectError
     from watchdog.redact import REDACTOR, outward
 
+    if args.flamegraph:
+        import os
+
+        parent = os.path.dirname(os.path.abspath(args.flamegraph))
+        if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+            print(f"watchdog diagnose: cannot write {args.flamegraph}: {parent} is not a writable directory",
+                  file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
     progress = None
     live = sys.stdout.isatty() and sys.stderr.isatty() and not args.json
     if live:
@@ -102,6 +134,13 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(outward(report.to_dict()), indent=2))
         else:
             print(REDACTOR.text(render_text(report)))
+        if args.flamegraph:
+            try:
+                written = _write_flamegraph(report, args.flamegraph)
+            except OSError as exc:
+                print(f"watchdog diagnose: cannot write {args.flamegraph}: {exc.strerror or exc}", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"flame graph: {written}", file=sys.stderr)
         return report.exit_code
 
     return anyio.run(go)

@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     import anyio
 
     from watchdog.agent import sdnotify
-    from watchdog.agent.wiring import build_agent, load_everything
+    from watchdog.agent.flames import FlameKeeper
+    from watchdog.agent.wiring import build_agent, load_everything, make_flame_store
     from watchdog.cli import EXIT_OK, EXIT_USAGE
     from watchdog.config.model import is_loopback, token_required_message
     from watchdog.errors import ConfigError, ConfigErrors
@@ -51,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"watchdog run: --listen: {token_required_message(args.listen)}", file=sys.stderr)
             return EXIT_USAGE
     loaded.cfg = cfg
-    agent = build_agent(loaded)
+    flames = make_flame_store(cfg)
+    keeper = FlameKeeper(flames) if flames is not None else None
+    agent = build_agent(loaded, flames=flames, keeper=keeper)
     rules = loaded.rules
     log = logging.getLogger("watchdog")
     systemd = sdnotify.from_environ()
@@ -59,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         from watchdog.agent import server
 
-        runner = await server.start(agent, cfg.server.listen)
+        runner = await server.start(agent, cfg.server.listen, flames=flames)
         log.info(
             "watchdog listening on http://%s (%d target(s), %d rule(s)%s)",
             cfg.server.listen,
@@ -69,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         )
         try:
             async with anyio.create_task_group() as tg:
+                if keeper is not None:
+                    tg.start_soon(keeper.run)  # writes the flame graphs the agent's events ask for
                 with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                     if systemd is None:
                         tg.start_soon(agent.run)

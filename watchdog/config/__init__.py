@@ -31,12 +31,22 @@ from watchdog.config._schema import (
     setting,
     try_parse,
 )
-from watchdog.config._yaml import MappingNode, Node, ScalarNode, SequenceNode, line_of, read_yaml, scalar_value
+from watchdog.config._yaml import (
+    MAX_ALIAS_NODES,
+    MappingNode,
+    Node,
+    ScalarNode,
+    SequenceNode,
+    line_of,
+    read_yaml,
+    scalar_value,
+)
 from watchdog.config.model import (
     BUNDLED_RULES,
     Alertmanager,
     Budget,
     Config,
+    Flamegraphs,
     Intervals,
     Logging,
     Match,
@@ -54,12 +64,14 @@ from watchdog.errors import ConfigError
 
 __all__ = [
     "BUNDLED_RULES",
+    "MAX_ALIAS_NODES",
     "Alertmanager",
     "Budget",
     "Config",
     "Context",
     "Duration",
     "FilePath",
+    "Flamegraphs",
     "HeaderValue",
     "Intervals",
     "Invalid",

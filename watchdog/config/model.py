@@ -342,6 +342,20 @@ class Redaction:
 
 
 @dataclass(frozen=True)
+class Flamegraphs:
+    """Flame graphs kept as evidence of the actions taken (served at `/v1/flamegraphs/NAME`, linked from the
+    status page at `/`): the oldest are removed past `keep` files or `max_bytes`."""
+
+    dir: str | None = setting(
+        None,
+        doc="Directory to keep them in; unset: `flamegraphs/` in `state_dir`, else `$STATE_DIRECTORY/flamegraphs` "
+        "under systemd, else `mcp-watchdog-UID/flamegraphs` in the system temp directory.",
+    )
+    keep: int = setting(50, doc="How many to keep; 0 keeps none.", check=at_least(0))
+    max_bytes: Size = setting(Size(20 << 20), doc="Most disk space they may take together.")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole `watchdog.yaml`."""
 
@@ -367,6 +381,7 @@ class Config:
     windows: Windows = setting(doc="Slope windows.", factory=Windows)
     log: Logging = setting(doc="Logging.", factory=Logging)
     redact: Redaction = setting(doc="Extra secrets to hide.", factory=Redaction)
+    flamegraphs: Flamegraphs = setting(doc="Flame graphs kept as evidence.", factory=Flamegraphs)
 
     def __config_check__(self, report: Report) -> None:
         if not self.targets:

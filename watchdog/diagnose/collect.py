@@ -8,6 +8,7 @@ Blocking psutil and /proc reads run in worker threads, so the caller's event loo
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,16 +19,21 @@ import anyio.to_thread
 from watchdog.diagnose import knowledge
 from watchdog.diagnose.evidence import Poll, ProcessEvidence
 from watchdog.diagnose.report import DiagnoseReport, ProcessReport
-from watchdog.diagnose.verdicts import Thresholds, evaluate
+from watchdog.diagnose.spin import enough_seen, scope_evidence
+from watchdog.diagnose.verdicts import Thresholds, evaluate, main_view, state_verdict, thread_views
 from watchdog.errors import InspectError, MetricsUnavailable, ProcessGone
 from watchdog.signals import metrics as prom
 from watchdog.signals.cgroup import read_cgroup_memory
 from watchdog.signals.interpreter import Interpreter, read_interpreter
 from watchdog.signals.process import ProcessInfo, describe, snapshot, thread_names, thread_state, workers_of
-from watchdog.signals.stacks import StackSamples, check_supported, find_py_spy, sample_stacks
+from watchdog.signals.stacks import LocalsSeries, StackSamples, check_supported, dump_locals, find_py_spy, sample_stacks
 
 DEFAULT_DURATION = 2.5
 DEFAULT_RATE = 100
+# py-spy dump --locals after a window that looks like a spin: at most this many dumps, for at most this long
+# (the series stops early once one scope is seen re-delivered often enough, or three different scopes)
+DEFAULT_LOCALS_DUMPS = 40
+DEFAULT_LOCALS_SECONDS = 2.0
 Progress = Callable[[str], None]
 
 
@@ -54,6 +60,53 @@ def _poll(pid: int, create_time: float, t0: float) -> Poll:
     return Poll(time.monotonic() - t0, rss, fds, states)
 
 
+async def with_locals(
+    ev: ProcessEvidence,
+    *,
+    py_spy: str,
+    limiter: anyio.CapacityLimiter,
+    nonblocking: bool = False,
+    count: int = DEFAULT_LOCALS_DUMPS,
+    seconds: float = DEFAULT_LOCALS_SECONDS,
+    thresholds: Thresholds = Thresholds(),  # noqa: B008 - frozen
+    rounds: int = 1,
+    give_up_after: int = 12,
+) -> ProcessEvidence:
+    """``ev`` plus a series of ``py-spy dump --locals`` when its window looks like a spin (only then: healthy
+    windows pay nothing), so the verdict can see whether one cancel scope is re-delivered. Up to ``rounds`` series
+    are taken while at most one scope shows, too rarely to decide; a series gives up after ``give_up_after`` dumps
+    without a single cancel delivery. A failure to read locals is kept in
+    ``locals_error``; it never fails the diagnosis."""
+    main = main_view(thread_views(ev), ev.info.pid)
+    if main is None or count <= 0 or state_verdict(ev, thresholds).kind != "spin":
+        return ev
+    series: LocalsSeries | None = None
+    for _ in range(max(1, rounds)):
+        try:
+            more = await dump_locals(ev.info.pid, count=count, max_seconds=seconds, nonblocking=nonblocking,
+                                     py_spy=py_spy, limiter=limiter,
+                                     enough=enough_seen(main.tid, give_up_after=give_up_after))  # fmt: skip
+        except InspectError as exc:
+            if series is None:
+                return dataclasses.replace(ev, locals_error=str(exc))
+            break
+        series = more if series is None else joined(series, more)
+        se = scope_evidence(series, main.tid)
+        # another round only while at most one scope was seen, too few times to decide (a spin, seen too rarely)
+        if se is None or se.decision() != "unknown" or len(se.scopes) > 1:
+            break
+    assert series is not None
+    error = None if series.dumps else (series.error or "every py-spy dump failed")
+    return dataclasses.replace(ev, locals=series, locals_error=error)
+
+
+def joined(a: LocalsSeries, b: LocalsSeries) -> LocalsSeries:
+    """Two dump series of one process as one (``b``'s times shifted after ``a``'s)."""
+    shifted = tuple(dataclasses.replace(d, t=d.t + a.duration_s) for d in b.dumps)
+    return LocalsSeries(a.dumps + shifted, a.asked + b.asked, a.failed + b.failed, b.error or a.error,
+                        round(a.duration_s + b.duration_s, 3), round(a.cpu_s + b.cpu_s, 4))  # fmt: skip
+
+
 async def _collect(
     info: ProcessInfo,
     *,
@@ -66,6 +119,11 @@ async def _collect(
     in_flight: Callable[[], tuple[dict[str, float] | None, str | None]],
     interpreter: Interpreter | None = None,
     first_connections: bool = True,
+    locals_dumps: int = DEFAULT_LOCALS_DUMPS,
+    locals_seconds: float = DEFAULT_LOCALS_SECONDS,
+    thresholds: Thresholds = Thresholds(),  # noqa: B008 - frozen
+    locals_rounds: int = 2,
+    locals_give_up: int = DEFAULT_LOCALS_DUMPS,
 ) -> ProcessEvidence:
     pid, ct = info.pid, info.create_time
     if interpreter is not None:
@@ -122,7 +180,10 @@ async def _collect(
     cgroup = await anyio.to_thread.run_sync(read_cgroup_memory, pid)
     names = await anyio.to_thread.run_sync(thread_names, pid)
     flight, flight_error = in_flight()
-    return ProcessEvidence(info, first, last, tuple(polls), stacks, interp, cgroup, names, flight, flight_error)
+    ev = ProcessEvidence(info, first, last, tuple(polls), stacks, interp, cgroup, names, flight, flight_error)
+    return await with_locals(ev, py_spy=py_spy, limiter=limiter, nonblocking=nonblocking, count=locals_dumps,
+                             seconds=locals_seconds, thresholds=thresholds, rounds=locals_rounds,
+                             give_up_after=locals_give_up)  # fmt: skip
 
 
 async def collect_evidence(
@@ -138,6 +199,8 @@ async def collect_evidence(
     in_flight: dict[str, float] | None = None,
     interpreter: Interpreter | None = None,
     first_connections: bool = True,
+    locals_dumps: int = DEFAULT_LOCALS_DUMPS,
+    locals_seconds: float = DEFAULT_LOCALS_SECONDS,
 ) -> ProcessEvidence:
     """The evidence for one process over one window, for callers that judge it themselves (the sidecar judges
     each worker with ``state_verdict`` exactly as ``diagnose`` does). ``create_time``, when given, must match:
@@ -146,6 +209,10 @@ async def collect_evidence(
     For a caller that looks at the same process again and again: ``interpreter`` (from an earlier look's
     evidence) skips reading its site-packages, and ``first_connections=False`` skips the socket table at the
     window's start (the state verdict reads connections at the end only; the fd-growth finding would need both).
+    ``locals_dumps`` and ``locals_seconds`` bound the ``py-spy dump --locals`` series taken when the window looks
+    like a spin (0 dumps: none, and a spin verdict stays at low confidence); one series per window here (the
+    sidecar builds on its previous look instead), where ``diagnose`` takes a second series while undecided.
+    Windows shaped like timeout churn (samples entering and cancelling scopes) are not suspects and take none.
     """
     info = await anyio.to_thread.run_sync(describe, pid)
     if create_time is not None and abs(info.create_time - create_time) > 0.01:
@@ -155,6 +222,7 @@ async def collect_evidence(
         info, duration=duration, rate=rate, nonblocking=nonblocking, py_spy=exe,
         limiter=limiter or anyio.CapacityLimiter(1), poll_interval=poll_interval,
         in_flight=lambda: (in_flight, None), interpreter=interpreter, first_connections=first_connections,
+        locals_dumps=locals_dumps, locals_seconds=locals_seconds, locals_rounds=1, locals_give_up=locals_dumps,
     )  # fmt: skip
 
 
@@ -214,7 +282,7 @@ async def diagnose(
         try:
             collected[t.pid].evidence = await _collect(
                 t, duration=duration, rate=rate, nonblocking=nonblocking, py_spy=exe, limiter=limiter,
-                poll_interval=poll_interval, in_flight=in_flight_for(t.pid),
+                poll_interval=poll_interval, in_flight=in_flight_for(t.pid), thresholds=thresholds,
             )  # fmt: skip
         except InspectError as exc:
             collected[t.pid].error = exc

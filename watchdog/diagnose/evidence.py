@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from watchdog.signals.cgroup import CgroupMemory
 from watchdog.signals.interpreter import Interpreter
 from watchdog.signals.process import ProcessInfo, Snapshot, cpu_percent, thread_cpu_percent, thread_demand_percent
-from watchdog.signals.stacks import StackSamples
+from watchdog.signals.stacks import LocalsSeries, StackSamples
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,8 @@ class ProcessEvidence:
     """Everything seen of one process: who it is, snapshots at the window's start and end, the polls between,
     py-spy's samples, the interpreter and packages, its memory cgroup, and (when a metrics URL was given) the
     in-flight gauges carrying its pid (``in_flight``; None when not asked, ``metrics_error`` when asked and
-    unavailable)."""
+    unavailable). ``locals`` is a series of ``py-spy dump --locals`` taken when the window looked like a spin
+    (None when not taken; ``locals_error`` says why they could not be read)."""
 
     info: ProcessInfo
     first: Snapshot
@@ -44,6 +45,8 @@ class ProcessEvidence:
     thread_names: dict[int, str] = field(default_factory=dict)
     in_flight: dict[str, float] | None = None
     metrics_error: str | None = None
+    locals: LocalsSeries | None = None
+    locals_error: str | None = None
 
     @property
     def window_s(self) -> float:

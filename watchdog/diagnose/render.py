@@ -97,6 +97,9 @@ def render_process(p: ProcessReport) -> str:
     for v in ordered:
         if v is not state:
             lines.append(f"  also: {_verdict_line(v)}")
+    for v in ordered:
+        if v.culprit is not None:
+            lines.append(f"  CULPRIT: {v.culprit.summary()}")
     detailed = [v for v in p.verdicts if v.is_problem or v.kind in ("busy", "blocked")]
     for v in detailed or p.verdicts[:1]:
         lines.append(f"  {v.kind} evidence:")

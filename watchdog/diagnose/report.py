@@ -111,6 +111,7 @@ def verdict_dict(v: Verdict) -> dict[str, Any]:
         "evidence": list(v.evidence),
         "advice": list(v.advice),
         "data": dict(v.data),
+        "culprit": v.culprit.to_dict() if v.culprit is not None else None,
     }
 
 

@@ -1,11 +1,14 @@
 """The verdict engine: pure functions from a process's evidence to named findings with evidence and advice.
 
 One *state* verdict says what the process's main work (its event loop thread, else its hottest thread) is
-doing: ``spin``, ``busy``, ``blocked``, ``idle`` or ``active``. *Findings* may be added: ``memory_growth`` and
-``fd_growth``. No verdict rests on one number. A spin needs the loop thread hot **and** its samples either in
-anyio's ``_deliver_cancellation`` or, failing that, all in the loop's own machinery with no application work:
-on Python 3.12 and 3.13 most samples of a spinning loop land in the selector, so hit rate alone would miss it,
-and CPU alone cannot tell a spin from honest work.
+doing: ``spin``, ``spin_suspect``, ``busy``, ``blocked``, ``idle`` or ``active``. *Findings* may be added:
+``memory_growth`` and ``fd_growth``. No verdict rests on one number. A spin *suspect* needs the loop thread hot
+**and** its samples either in anyio's ``_deliver_cancellation`` or, failing that, all in the loop's own machinery
+with no application work (on Python 3.12 and 3.13 most samples of a spinning loop land in the selector). Samples
+cannot tell a spin from healthy timeout churn, so a suspect is a ``spin`` of medium or high confidence only when
+``py-spy --locals`` shows the same cancel scope re-delivered again and again (``watchdog.diagnose.spin``); one
+that shows many scopes is churn (``active``/``busy``), too few deliveries leave a ``spin_suspect``, and no
+locals at all a ``spin`` of low confidence.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Literal
 
 from watchdog.diagnose import knowledge as k
 from watchdog.diagnose.evidence import ProcessEvidence
+from watchdog.diagnose.spin import Culprit, ScopeEvidence, find_culprit, lifecycle_share, scope_evidence
 from watchdog.signals.stacks import Frame, Stack, ThreadStacks
 
 Severity = Literal["critical", "warning", "info"]
@@ -33,8 +37,11 @@ class Thresholds:
     hot_cpu: float = 50.0  # % of a core: a thread this busy is doing something
     very_hot_cpu: float = 80.0
     idle_cpu: float = 10.0
-    spin_min_hits: int = 2  # samples in _deliver_cancellation needed to name it
-    spin_high_share: float = 0.05
+    spin_min_hits: int = 2  # samples in _deliver_cancellation that make a hot loop a spin suspect
+    spin_same_min: int = 3  # locals samples showing one scope re-delivered: a spin (medium)
+    spin_high_same: int = 5  # ... this many (in one look or consecutive looks): high
+    spin_same_share: float = 0.8  # share of the delivery samples that one scope must hold
+    churn_lifecycle: float = 0.2  # share of samples entering/cancelling scopes that marks timeout churn
     machinery_share: float = 0.7  # share of samples in loop machinery that makes a hot loop a spin suspect
     busy_app_share: float = 0.3
     blocked_share: float = 0.6  # share of samples in one non-waiting frame for a blocked loop
@@ -47,7 +54,8 @@ class Thresholds:
 @dataclass(frozen=True)
 class Verdict:
     """One finding: its ``kind``, how bad (``severity``), how sure (``confidence``), a one-line ``summary``, the
-    ``evidence`` sentences it rests on, the ``advice``, and the numbers behind it in ``data``."""
+    ``evidence`` sentences it rests on, the ``advice``, and the numbers behind it in ``data``; for a spin, the
+    ``culprit`` named and the ``scopes`` seen re-delivered."""
 
     kind: str
     severity: Severity
@@ -56,6 +64,8 @@ class Verdict:
     evidence: tuple[str, ...]
     advice: tuple[str, ...] = ()
     data: dict[str, float | int | str | None] = field(default_factory=dict)
+    culprit: Culprit | None = None
+    scopes: ScopeEvidence | None = None
 
     @property
     def is_problem(self) -> bool:
@@ -162,8 +172,29 @@ def _in_flight_note(ev: ProcessEvidence) -> tuple[str | None, bool | None]:
     return f"{prefix} ({'; '.join(parts)})", zero
 
 
-def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds()) -> Verdict:
-    """What the process's main thread is doing over the window: spin, busy, blocked, idle or active."""
+def spin_suspect(main: ThreadView, thread_cpu: float, flight_zero: bool | None, t: Thresholds) -> bool:
+    """Whether the samples alone make the loop thread a spin suspect (hot, and either the anyio frame seen or
+    nothing but loop machinery with no work in flight): then the scope's identity must decide."""
+    if not main.runs_loop or thread_cpu < t.hot_cpu:
+        return False
+    if main.spin_hits >= t.spin_min_hits:
+        return True
+    return main.share(main.machinery) >= t.machinery_share and thread_cpu >= t.very_hot_cpu and flight_zero is not False
+
+
+def spin_advice(pid: int, culprit: Culprit | None) -> tuple[str, ...]:
+    advice = [a.format(pid=pid) for a in k.ADVICE_SPIN]
+    if culprit is not None:
+        advice.insert(1, culprit.advice())
+    return tuple(advice)
+
+
+def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds(), earlier: ScopeEvidence | None = None) -> Verdict:
+    """What the process's main thread is doing over the window: spin, spin_suspect, busy, blocked, idle or active.
+
+    ``earlier`` is the scope evidence of the previous look at the same process (the sidecar's): a spin keeps its
+    scope, so evidence builds across looks.
+    """
     views = thread_views(ev)
     main = main_view(views, ev.info.pid)
     cpu = ev.cpu_percent
@@ -192,30 +223,71 @@ def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds()) -> Verdict:
     hot = hot_frames(main)
     hot_text = "; ".join(f"{name}: {_pct(n, main.samples)}" for name, n in hot)
 
-    # spin: hot loop thread, and the anyio frame seen, or nothing but loop machinery
-    if main.runs_loop and thread_cpu >= t.hot_cpu:
-        hits, share = main.spin_hits, main.share(main.spin_hits)
-        machinery_share = main.share(main.machinery)
+    # spin: hot loop thread, and the anyio frame seen, or nothing but loop machinery; then confirmed (or not) by
+    # the identity of the scope re-delivered (py-spy --locals), which healthy timeout churn cannot fake
+    churn_line: str | None = None
+    if spin_suspect(main, thread_cpu, flight_zero, t):
+        hits = main.spin_hits
         ev_lines = [*base]
         if hits >= t.spin_min_hits:
             ev_lines.append(f"{_pct(hits, main.samples)} in anyio CancelScope._deliver_cancellation")
+        else:
+            ev_lines.append("anyio's _deliver_cancellation itself was not caught in a sample")
         ev_lines.append(
             f"{_pct(main.machinery, main.samples)} in event-loop machinery "
             f"({main.waiting} in the selector), {main.app} in application code"
         )
         if flight:
             ev_lines.append(flight)
-        advice = tuple(a.format(pid=ev.info.pid) for a in k.ADVICE_SPIN)
-        if hits >= t.spin_min_hits:
-            strong = thread_cpu >= t.very_hot_cpu and (share >= t.spin_high_share or machinery_share >= 0.5)
-            conf: Confidence = "high" if strong else "medium"
-            return Verdict("spin", "critical", conf, "event loop spinning in anyio _deliver_cancellation",
-                           tuple(ev_lines), advice, data)  # fmt: skip
-        if machinery_share >= t.machinery_share and thread_cpu >= t.very_hot_cpu and flight_zero is not False:
-            ev_lines.append("anyio's _deliver_cancellation itself was not caught in a sample")
-            conf = "medium" if flight_zero else "low"
-            return Verdict("spin", "critical", conf, "event loop hot with no application work (a spin)",
-                           tuple(ev_lines), advice, data)  # fmt: skip
+        lifecycle = lifecycle_share(main.stacks, main.samples)
+        scopes = scope_evidence(ev.locals, main.tid, lifecycle)
+        scopes = scopes.merged(earlier) if scopes is not None else None
+        decision = (scopes.decision(t.spin_same_min, t.spin_same_share, t.spin_high_same, t.churn_lifecycle)
+                    if scopes is not None else None)  # fmt: skip
+        if scopes is not None:
+            scope_top = scopes.top or (None, 0)
+            data.update({"scope": scope_top[0], "scope_samples": scope_top[1], "locals_samples": scopes.dumps,
+                         "distinct_scopes": len(scopes.scopes), "looks": scopes.looks,
+                         "scope_lifecycle_share": round(scopes.lifecycle, 3)})  # fmt: skip
+        if scopes is None and lifecycle >= t.churn_lifecycle:
+            why = ev.locals_error or "no locals were read"
+            churn_line = (f"py-spy --locals could not be read ({why}); scopes entered or cancelled in {lifecycle:.0%} "
+                          "of samples: timeout churn, not a spin")  # fmt: skip
+        elif decision == "churn":
+            assert scopes is not None
+            churn_line = (f"{scopes.sentence()}; scopes entered or cancelled in {scopes.lifecycle:.0%} of samples: "
+                          "timeouts firing in healthy work, not a spin")  # fmt: skip
+        elif decision == "same" or scopes is None:
+            culprit = find_culprit(main.stacks, main.samples, ev.locals, main.tid, scopes)
+            advice = spin_advice(ev.info.pid, culprit)
+            if culprit is not None:
+                ev_lines.append(f"culprit: {culprit.summary()}")
+            elif main.samples:
+                ev_lines.append("culprit: none named (no frame dominates the samples beneath a cancelled await; "
+                                "watchdog.guard's spin sentinel sees the tasks from inside)")  # fmt: skip
+            summary = "event loop spinning in anyio _deliver_cancellation" + (
+                f": {culprit.function} at {culprit.where}" if culprit is not None and culprit.application else ""
+            )
+            if scopes is not None and scopes.top is not None:
+                ev_lines.append(scopes.sentence())
+                n = scopes.top[1]
+                conf: Confidence = "high" if n >= t.spin_high_same and thread_cpu >= t.very_hot_cpu else "medium"
+                return Verdict("spin", "critical", conf, summary, tuple(ev_lines), advice, data, culprit, scopes)
+            # without the scope's identity a spin cannot be told from timeout churn: never more than low
+            why = ev.locals_error or "no locals were read"
+            ev_lines.append(f"py-spy --locals could not be read ({why}): the same scope was not confirmed")
+            return Verdict("spin", "critical", "low", summary, tuple(ev_lines), advice, data, culprit, scopes)
+        elif main.share(main.app) >= t.busy_app_share or (scopes is not None and scopes.lifecycle >= t.churn_lifecycle):
+            assert scopes is not None  # too few deliveries seen, and work advancing or scopes churning: not a spin
+            churn_line = (f"{scopes.sentence()}; scopes entered or cancelled in {scopes.lifecycle:.0%} of samples, "
+                          f"application code in {_pct(main.app, main.samples)}: not a spin")  # fmt: skip
+        else:
+            assert scopes is not None
+            ev_lines.append(f"{scopes.sentence()}: not enough to tell a spin from timeout churn")
+            return Verdict("spin_suspect", "info", "low", "hot event loop delivering cancellations; not confirmed "
+                           "as a spin (the same cancel scope was not seen re-delivered)", tuple(ev_lines),
+                           ("Run watchdog diagnose again, or watch the guard's spin sentinel: a real spin keeps "
+                            "one cancel scope for as long as it lasts.",), data, None, scopes)  # fmt: skip
 
     # busy: a hot thread doing application work
     hottest = max(views, key=lambda v: v.demand)
@@ -266,11 +338,16 @@ def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds()) -> Verdict:
         return Verdict("idle", "info", "high", "idle: waiting for work", tuple(lines), (), data)
 
     lines = [*base]
+    if churn_line:
+        lines.append(churn_line)
     if hot_text:
         lines.append(f"hottest frames: {hot_text}")
     if flight:
         lines.append(flight)
-    return Verdict("active", "info", "medium", "serving: nothing wrong seen", tuple(lines), (), data)
+    summary = (
+        "serving: cancel-heavy work, timeouts firing (not a spin)" if churn_line else "serving: nothing wrong seen"
+    )
+    return Verdict("active", "info", "medium", summary, tuple(lines), (), data)
 
 
 def _slope(points: list[tuple[float, float]]) -> tuple[float, float]:

@@ -14,8 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
+
 from watchdog._version import __version__
-from watchdog.probes._result import PhaseError, Recorder
+from watchdog.probes._result import PhaseError, Recorder, network_reason
 from watchdog.probes._spec import HANDSHAKE_VERSIONS, MODERN_VERSIONS, McpProbe, Timeouts, WorkerPid
 from watchdog.probes._wire import HttpStatusError, RpcError, excerpt
 
@@ -34,6 +36,7 @@ class Channel(Protocol):
     transport: str
     session_id: str | None
     protocol_version: str | None
+    resumes: int
 
     @property
     def opened(self) -> bool: ...
@@ -65,6 +68,8 @@ class McpSession:
         self.negotiated = False
         self._next_id = 0
         self._input_schema: Any = None
+        self._pending: tuple[int, str] | None = None
+        """The request sent and not answered (id, method): a timed-out one is cancelled before the session ends."""
 
     # -- the phases ---------------------------------------------------------------------------------------
     async def run(self, rec: Recorder, t: Timeouts) -> None:
@@ -88,7 +93,32 @@ class McpSession:
         await self.ch.close()
 
     async def _end(self, rec: Recorder) -> None:
-        rec.note(await self.ch.end())
+        cancelled = await self._cancel_pending()
+        ended = await self.ch.end()
+        rec.note(f"{cancelled}; {ended}" if cancelled else ended)
+
+    async def _cancel_pending(self) -> str:
+        """Send ``notifications/cancelled`` for a request left unanswered (a timeout), as a client SHOULD.
+
+        Only in a session: without one the notification would reach a server instance that never saw the
+        request (a stateless server), and in 2026-07-28 closing the request's connection is the cancellation.
+        """
+        if self._pending is None or not self.negotiated or self.modern:
+            return ""
+        request_id, method = self._pending
+        self._pending = None
+        message = {
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": request_id, "reason": f"the watchdog's probe gave up waiting for {method}"},
+        }
+        try:
+            await self.ch.notify(message, {})
+        except PhaseError as exc:
+            return f"notifications/cancelled for request {request_id} failed ({exc.why})"
+        except (aiohttp.ClientError, OSError) as exc:
+            return f"notifications/cancelled for request {request_id} failed ({network_reason(exc)})"
+        return f"cancelled request {request_id} ({method})"
 
     async def _connect(self, rec: Recorder) -> None:
         detail = await self.ch.open()
@@ -114,7 +144,7 @@ class McpSession:
             result = await self._request("server/discover", {}, modern_version=version)
         except RpcError as exc:
             if not fallback:
-                raise
+                raise _not_spoken(version, f"it answered server/discover with {exc.why}") from None
             if exc.code == UNSUPPORTED_PROTOCOL_VERSION:
                 supported = exc.data.get("supported") if isinstance(exc.data, dict) else None
                 if isinstance(supported, list) and not any(v in HANDSHAKE_VERSIONS for v in supported):
@@ -122,8 +152,10 @@ class McpSession:
             rec.note(f"not a 2026-07-28 server ({exc.why}); falling back to initialize")
             return False
         except HttpStatusError as exc:
-            if not fallback or exc.status >= 500 or exc.status in (401, 403):
+            if exc.status >= 500 or exc.status in (401, 403):
                 raise
+            if not fallback:
+                raise _not_spoken(version, f"it answered server/discover with {exc.why}") from None
             rec.note(f"not a 2026-07-28 server ({exc.why}); falling back to initialize")
             return False
         supported = result.get("supportedVersions")
@@ -131,7 +163,7 @@ class McpSession:
             if fallback:
                 rec.note(f"the server advertises {supported!r}, not {version}; falling back to initialize")
                 return False
-            raise PhaseError(f"the server does not support {version} (it advertises {supported!r})")
+            raise _not_spoken(version, f"it advertises {supported!r}")
         rec.note(f"protocol {version}{_server_name(result)}")
         return True
 
@@ -144,7 +176,7 @@ class McpSession:
         if version not in HANDSHAKE_VERSIONS:
             raise PhaseError(f"the server answered protocol version {version!r}, which this probe does not speak")
         if pinned and version != offer:
-            raise PhaseError(f"the server negotiated {version}; the probe pins {offer}")
+            raise _not_spoken(offer, f"it answered initialize with {version}")
         self.out.protocol_version = self.ch.protocol_version = version
         session = f", session {self.ch.session_id[:8]}…" if self.ch.session_id else ", no session id (stateless)"
         rec.note(f"protocol {version}{_server_name(result)}{session if self.ch.transport != 'sse' else ''}")
@@ -196,10 +228,11 @@ class McpSession:
             raise PhaseError(f"the result does not match {self.spec.match!r}: {excerpt(text, 120)!r}")
         pid = worker_pid(self.worker, result.get("structuredContent"), text)
         self.out.worker_pid = pid
-        if pid is not None:
-            rec.note(f"worker {pid}")
-        elif self.worker is not None:
-            rec.note("the result did not name a worker")
+        notes = [f"worker {pid}"] if pid is not None else ["the result did not name a worker"] if self.worker else []
+        if self.ch.resumes:
+            notes.append(f"answer on a resumed SSE stream ({self.ch.resumes}x GET with Last-Event-ID)")
+        if notes:
+            rec.note("; ".join(notes))
 
     # -- the wire -----------------------------------------------------------------------------------------
     async def _request(
@@ -216,7 +249,21 @@ class McpSession:
             headers["MCP-Protocol-Version"] = version
             headers["Mcp-Method"] = method
         message = {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params}
-        return await self.ch.request(message, headers)
+        self._pending = (self._next_id, method)
+        try:
+            result = await self.ch.request(message, headers)
+        except PhaseError:
+            self._pending = None  # answered, if only with an error: nothing left running to cancel
+            raise
+        self._pending = None
+        return result
+
+
+def _not_spoken(version: str, evidence: str) -> PhaseError:
+    return PhaseError(
+        f"the server does not speak protocol {version}, which this probe pins ({evidence}); "
+        "pin a revision it speaks or use 'protocol: auto'"
+    )
 
 
 def _server_name(result: dict[str, Any]) -> str:

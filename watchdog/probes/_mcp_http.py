@@ -12,6 +12,9 @@ What the official SDK's server (mcp 2.3) requires on this wire, found by reading
 - 2026-07-28: no handshake and no session. Each request carries ``MCP-Protocol-Version``, ``Mcp-Method`` and,
   for ``tools/call``, ``Mcp-Name`` (the tool), each equal to the body's value (else -32020 header mismatch),
   plus the ``_meta`` envelope in the body. Unknown methods are HTTP 404 with JSON-RPC -32601.
+- SSE polling (2025-11-25, SEP-1699): a server may close an answer's stream cleanly after an event id; the
+  client waits the stream's ``retry:`` (default 1 s) and resumes it with GET and ``Last-Event-ID``, as often
+  as the server asks (up to ``MAX_RESUMES``), all inside the phase's timeout.
 """
 
 from __future__ import annotations
@@ -20,12 +23,17 @@ import json
 from typing import Any
 
 import aiohttp
+import anyio
 
 from watchdog.probes._result import PhaseError
-from watchdog.probes._wire import HttpStatusError, excerpt, read_answer, read_body
+from watchdog.probes._sse_parser import EventReader
+from watchdog.probes._wire import HttpStatusError, StreamEnded, answer_from_events, excerpt, read_answer, read_body
 
 SESSION_HEADER = "Mcp-Session-Id"
 VERSION_HEADER = "MCP-Protocol-Version"
+DEFAULT_RETRY_MS = 1000
+"""How long to wait before resuming a closed stream whose server gave no ``retry:`` (the SDK's default)."""
+MAX_RESUMES = 20
 
 
 class StreamableHttpChannel:
@@ -44,6 +52,8 @@ class StreamableHttpChannel:
         self._timeout = timeout
         self.session_id: str | None = None
         self.protocol_version: str | None = None
+        self.resumes = 0
+        """How many times an answer's stream was resumed (GET with ``Last-Event-ID``) in this session."""
 
     @property
     def opened(self) -> bool:
@@ -71,7 +81,49 @@ class StreamableHttpChannel:
         ) as resp:
             if self.session_id is None and resp.status < 300 and (sid := resp.headers.get(SESSION_HEADER)):
                 self.session_id = sid
-            return await read_answer(resp, int(message["id"]))
+            try:
+                return await read_answer(resp, int(message["id"]))
+            except StreamEnded as exc:
+                if not exc.resumable:
+                    raise
+                ended = exc
+        return await self._resume(int(message["id"]), ended, extra)
+
+    async def _resume(self, want_id: int, ended: StreamEnded, extra: dict[str, str]) -> dict[str, Any]:
+        """GET the closed stream again with ``Last-Event-ID`` after its ``retry:`` until the answer comes."""
+        retry_ms = ended.retry_ms if ended.retry_ms is not None else DEFAULT_RETRY_MS
+        last_id = ended.last_event_id
+        for _ in range(MAX_RESUMES):
+            assert last_id is not None
+            left = anyio.current_effective_deadline() - anyio.current_time()
+            if retry_ms / 1000 >= left:
+                raise PhaseError(
+                    f"the server closed the answer's SSE stream and asks to wait {retry_ms / 1000:g} s before "
+                    f"resuming it (retry: {retry_ms}), longer than the {max(left, 0):.1f} s left in this phase"
+                )
+            await anyio.sleep(retry_ms / 1000)
+            self.resumes += 1
+            headers = self._request_headers({**extra, "Accept": "text/event-stream", "Last-Event-ID": last_id})
+            headers.pop("Content-Type", None)
+            async with self._http.get(self._url, headers=headers, timeout=self._timeout, allow_redirects=False) as resp:
+                ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+                if resp.status != 200 or ctype != "text/event-stream":
+                    raw = await read_body(resp, 64 * 1024)
+                    why = f"HTTP {resp.status}" if resp.status != 200 else f"Content-Type {ctype or 'none'!r}"
+                    tail = f": {excerpt(raw.decode('utf-8', 'replace'))}" if raw.strip() else ""
+                    raise PhaseError(
+                        f"the server closed the answer's SSE stream and refused to resume it "
+                        f"(GET with Last-Event-ID {excerpt(last_id, 40)!r}: {why}{tail})"
+                    )
+                reader = EventReader(resp.content)
+                try:
+                    return await answer_from_events(reader, want_id, resp.status)
+                except StreamEnded as exc:
+                    if not exc.resumable and not (exc.last_event_id is None and not reader.cut_mid_event):
+                        raise
+                    last_id = exc.last_event_id or last_id
+                    retry_ms = exc.retry_ms if exc.retry_ms is not None else retry_ms
+        raise PhaseError(f"the server closed the answer's SSE stream {MAX_RESUMES + 1} times before the answer")
 
     async def notify(self, message: dict[str, Any], extra: dict[str, str]) -> None:
         """POST one notification; the server must accept it (202)."""

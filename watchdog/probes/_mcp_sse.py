@@ -1,6 +1,7 @@
 """The SSE transport (the 2024-11-05 one): GET an event stream, POST messages to the endpoint it names.
 
-The server's first event is ``endpoint`` with a relative URL (``/messages/?session_id=…``); every message is
+The server's first event is ``endpoint`` with a relative URL (``/messages/?session_id=…``, or ``?sessionId=…``
+from the TypeScript SDK); every message is
 POSTed there and answered ``202 Accepted``, and the real answers arrive on the stream as ``message`` events.
 The session lives as long as the stream: ending it is closing the stream. The official SDK's server serves
 both protocol eras on this transport; the first request decides (a ``server/discover`` with the 2026-07-28
@@ -35,6 +36,7 @@ class SseChannel:
         self._endpoint: str | None = None
         self.session_id: str | None = None
         self.protocol_version: str | None = None
+        self.resumes = 0  # answers come on the one stream of the session: nothing to resume
 
     @property
     def opened(self) -> bool:
@@ -70,7 +72,8 @@ class SseChannel:
         if (mine.scheme, mine.netloc) != (theirs.scheme, theirs.netloc):
             raise PhaseError(f"the stream names an endpoint on another origin: {excerpt(endpoint, 120)!r}")
         self._endpoint = endpoint
-        sid = urllib.parse.parse_qs(theirs.query).get("session_id")
+        query = urllib.parse.parse_qs(theirs.query)
+        sid = query.get("session_id") or query.get("sessionId")  # the Python SDK's name, the TypeScript SDK's
         self.session_id = sid[0] if sid else None
         return f"session {self.session_id[:8]}…" if self.session_id else "stream open"
 

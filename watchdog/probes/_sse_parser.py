@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections import deque
 from dataclasses import dataclass
 
 import aiohttp
@@ -49,6 +50,16 @@ class SSEParser:
         self._dirty = False
 
     @property
+    def last_event_id(self) -> str | None:
+        """The last ``id:`` seen, dispatched or not (what a reconnecting client sends as ``Last-Event-ID``)."""
+        return self._id
+
+    @property
+    def retry_ms(self) -> int | None:
+        """The last ``retry:`` hint in milliseconds: how long the server asks a client to wait to reconnect."""
+        return self._retry
+
+    @property
     def pending(self) -> bool:
         """True when some lines of an event arrived but not the blank line that ends it."""
         return self._dirty or bool(self._buf)
@@ -64,30 +75,25 @@ class SSEParser:
             text = text.removeprefix("\ufeff")
         self._buf += text
         events: list[SSEEvent] = []
-        while True:
-            cut = self._next_line_end()
-            if cut is None:
-                break
-            end, skip = cut
-            line, self._buf = self._buf[:end], self._buf[end + skip :]
-            event = self._line(line)
+        buf, pos = self._buf, 0
+        # One pass over the buffer with a moving position, cut once at the end: slicing the rest of the buffer
+        # off after every line made a chunk of n short lines (a stream of blank lines) cost O(n^2).
+        while (m := _EOL.search(buf, pos)) is not None:
+            i = m.start()
+            if buf[i] == "\r":
+                if i + 1 == len(buf):
+                    break  # a CR at the end of a chunk may be the first half of CRLF
+                skip = 2 if buf[i + 1] == "\n" else 1
+            else:
+                skip = 1
+            event = self._line(buf[pos:i])
             if event is not None:
                 events.append(event)
+            pos = i + skip
+        self._buf = buf[pos:]
         if len(self._buf) + self._data_len > self._max:
             raise MalformedSSE(f"malformed SSE event: larger than {self._max} bytes without an end")
         return events
-
-    def _next_line_end(self) -> tuple[int, int] | None:
-        """Position and length of the first line terminator, or None when the line is not complete yet."""
-        m = _EOL.search(self._buf)
-        if m is None:
-            return None
-        i = m.start()
-        if self._buf[i] == "\n":
-            return i, 1
-        if i + 1 == len(self._buf):
-            return None  # a CR at the end of a chunk may be the first half of CRLF
-        return i, 2 if self._buf[i + 1] == "\n" else 1
 
     def _line(self, line: str) -> SSEEvent | None:
         if not line:
@@ -122,9 +128,19 @@ class EventReader:
     def __init__(self, content: aiohttp.StreamReader, *, max_bytes: int = 64 * 1024 * 1024) -> None:
         self._content = content
         self._parser = SSEParser()
-        self._ready: list[SSEEvent] = []
+        self._ready: deque[SSEEvent] = deque()
         self._budget = max_bytes
         self.eof = False
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The last event id the stream gave (``Last-Event-ID`` for resuming it)."""
+        return self._parser.last_event_id
+
+    @property
+    def retry_ms(self) -> int | None:
+        """The server's last ``retry:`` hint, in milliseconds."""
+        return self._parser.retry_ms
 
     @property
     def cut_mid_event(self) -> bool:
@@ -144,4 +160,4 @@ class EventReader:
             if self._budget < 0:
                 raise MalformedSSE("malformed SSE stream: longer than the probe's response size limit")
             self._ready.extend(self._parser.feed(chunk))
-        return self._ready.pop(0)
+        return self._ready.popleft()

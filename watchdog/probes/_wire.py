@@ -41,6 +41,21 @@ class HttpStatusError(PhaseError):
         self.status = status
 
 
+class StreamEnded(PhaseError):
+    """An SSE answer stream ended before the answer; ``resumable`` when a client may GET it again.
+
+    A stream closed cleanly after an event id is how a server polls (SEP-1699): the client waits ``retry_ms``
+    and resumes it with GET and ``Last-Event-ID``. A stream cut mid-event, or one that gave no id, is over.
+    """
+
+    def __init__(self, want_id: int, *, mid_event: bool, last_event_id: str | None, retry_ms: int | None) -> None:
+        mid = " in the middle of an event" if mid_event else ""
+        super().__init__(f"the SSE stream ended{mid} before the answer to request {want_id}")
+        self.last_event_id = last_event_id
+        self.retry_ms = retry_ms
+        self.resumable = not mid_event and last_event_id is not None
+
+
 def excerpt(text: str, limit: int = 200) -> str:
     """``text`` on one line, cut to ``limit`` characters."""
     flat = re.sub(r"\s+", " ", text).strip()
@@ -99,10 +114,11 @@ async def answer_from_events(reader: EventReader, want_id: int, http_status: int
         except aiohttp.ClientPayloadError:
             raise PhaseError("malformed SSE stream: the connection broke off in the middle of the stream") from None
         if event is None:
-            mid = " in the middle of an event" if reader.cut_mid_event else ""
-            raise PhaseError(f"the SSE stream ended{mid} before the answer to request {want_id}")
-        if event.event != "message":
-            continue
+            raise StreamEnded(
+                want_id, mid_event=reader.cut_mid_event, last_event_id=reader.last_event_id, retry_ms=reader.retry_ms
+            )
+        if event.event != "message" or not event.data:
+            continue  # an empty data line is a priming event (2025-11-25 servers with an event store), as the SDK skips
         try:
             message = json.loads(event.data)
         except (ValueError, RecursionError):

@@ -17,9 +17,11 @@ is a pause per sample, measured by ``bench/diagnose_speed.py`` as echo latency w
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 
 from watchdog.errors import (
     InspectError,
@@ -276,3 +279,140 @@ async def _sample(exe: str, pid: int, duration: float, hz: int, nonblocking: boo
     samples, errors = (int(m.group(1)), int(m.group(2))) if m else (None, 0)
     return parse_raw(text, pid=pid, duration_s=round(min(elapsed, duration), 3), rate_hz=hz,
                      nonblocking=nonblocking, samples=samples, errors=errors)  # fmt: skip
+
+
+# ---- py-spy dump --locals: object identities --------------------------------------------------------------------
+# ``record`` cannot show local variables; ``dump --locals --json`` can: a frame's arguments and locals, objects as
+# ``<CancelScope at 0x7f...>`` (type and address), strings, numbers and small containers by value. A series of
+# dumps tells whether the *same* object recurs sample after sample (a cancel scope re-delivered forever) or
+# another one each time (healthy timeouts firing). Each dump pauses the target once (unless ``nonblocking``).
+
+
+@dataclass(frozen=True)
+class LocalFrame:
+    """A frame of one dump with its arguments and locals (name -> py-spy's repr of the value)."""
+
+    frame: Frame
+    locals: tuple[tuple[str, str], ...] = ()
+
+    def local(self, name: str) -> str | None:
+        return next((v for k, v in self.locals if k == name), None)
+
+
+@dataclass(frozen=True)
+class LocalsDump:
+    """One ``py-spy dump --locals``: ``t`` seconds since the series began, each thread's frames (innermost first)."""
+
+    t: float
+    threads: tuple[tuple[int, tuple[LocalFrame, ...]], ...]
+
+    def thread(self, tid: int) -> tuple[LocalFrame, ...] | None:
+        return next((f for t, f in self.threads if t == tid), None)
+
+
+@dataclass(frozen=True)
+class LocalsSeries:
+    """What a series of dumps saw: the ``dumps`` that worked, how many were ``asked`` for, the ``failed`` ones
+    (torn reads, mostly with ``nonblocking``) and the last ``error``, over ``duration_s``; ``cpu_s`` is the CPU
+    the py-spy processes used (what the watchdog paid; read from this process's reaped children, so py-spy
+    processes of other looks finishing meanwhile count too)."""
+
+    dumps: tuple[LocalsDump, ...]
+    asked: int
+    failed: int = 0
+    error: str | None = None
+    duration_s: float = 0.0
+    cpu_s: float = 0.0
+
+
+def parse_dump(text: str, t: float = 0.0) -> LocalsDump:
+    """Parse ``py-spy dump --json [--locals]`` output: a list of threads, frames innermost first."""
+    threads = []
+    for th in json.loads(text):
+        frames = []
+        for f in th.get("frames") or []:
+            loc = tuple((str(v.get("name")), str(v.get("repr"))) for v in f.get("locals") or [])
+            frames.append(
+                LocalFrame(Frame(str(f.get("name", "")), str(f.get("filename", "")), int(f.get("line") or 0)), loc)
+            )
+        tid = th.get("os_thread_id") or th.get("thread_id") or 0
+        threads.append((int(tid), tuple(frames)))
+    return LocalsDump(t, tuple(threads))
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+async def dump_locals(
+    pid: int,
+    *,
+    count: int = 20,
+    interval: float = 0.02,
+    max_seconds: float = 2.0,
+    nonblocking: bool = False,
+    py_spy: str | None = None,
+    limiter: anyio.CapacityLimiter | None = None,
+    enough: Callable[[list[LocalsDump]], bool] | None = None,
+    per_dump: float = 5.0,
+) -> LocalsSeries:
+    """Up to ``count`` dumps of ``pid`` with locals, ``interval`` apart, for at most ``max_seconds``; stops early
+    when ``enough(dumps so far)`` says the question is answered. Never raises for a dump that fails (the series
+    says how many did); raises ``PySpyMissing`` when there is no py-spy, ``ProcessGone`` when the process is gone,
+    and the mapped ``InspectError`` when the first two dumps fail for a reason that will not go away (no
+    permission, not Python)."""
+    exe = find_py_spy(py_spy, pid=pid)
+    if limiter is None:
+        return await _dumps(exe, pid, count, interval, max_seconds, nonblocking, enough, per_dump)
+    async with limiter:
+        return await _dumps(exe, pid, count, interval, max_seconds, nonblocking, enough, per_dump)
+
+
+async def _dumps(exe: str, pid: int, count: int, interval: float, max_seconds: float, nonblocking: bool,
+                 enough: Callable[[list[LocalsDump]], bool] | None, per_dump: float) -> LocalsSeries:  # fmt: skip
+    cmd = [exe, "dump", "--pid", str(pid), "--locals", "--json", "--full-filenames"]
+    if nonblocking:
+        cmd.append("--nonblocking")
+    dumps: list[LocalsDump] = []
+    failed, error, asked = 0, None, 0
+    started = anyio.current_time()
+    cpu0 = await anyio.to_thread.run_sync(_children_cpu)
+    while asked < max(1, count) and anyio.current_time() - started < max_seconds:
+        asked += 1
+        t = anyio.current_time() - started
+        with anyio.move_on_after(per_dump) as scope:
+            res = await anyio.run_process(cmd, check=False, stdin=subprocess.DEVNULL)
+        if scope.cancelled_caught:
+            failed, error = failed + 1, f"py-spy dump took over {per_dump:g} s"
+            continue
+        if res.returncode != 0:
+            stderr = res.stderr.decode(errors="replace")
+            exc = classify_failure(pid, res.returncode, stderr)
+            gone = isinstance(exc, ProcessGone) and not _exists(pid)
+            # a lasting reason (gone, no permission, not Python) ends the series; one torn or raced dump does not
+            if gone or (not dumps and failed >= 1 and not isinstance(exc, SamplerFailed | ProcessGone)):
+                raise exc
+            failed, error = failed + 1, str(exc)[:200]
+            continue
+        try:
+            dumps.append(parse_dump(res.stdout.decode(errors="replace"), t))
+        except (ValueError, TypeError, AttributeError) as exc:
+            failed, error = failed + 1, f"unreadable py-spy dump output: {exc}"[:200]
+            continue
+        if enough is not None and enough(dumps):
+            break
+        await anyio.sleep(interval)
+    cpu1 = await anyio.to_thread.run_sync(_children_cpu)
+    return LocalsSeries(tuple(dumps), asked, failed, error, round(anyio.current_time() - started, 3),
+                        round(max(0.0, cpu1 - cpu0), 4))  # fmt: skip
