@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import anyio
 import pytest
 
+from tests.agent import fakes
 from watchdog.agent.alerting import Alerting, generator_url
 from watchdog.agent.metrics import AgentMetrics
 from watchdog.config import Config, load_config
@@ -18,7 +20,7 @@ from watchdog.rules.spec import Rule
 def _config(tmp_path: Path, extra: str = "") -> Config:
     (tmp_path / "watchdog.yaml").write_text(
         "targets: [{name: demo, match: {pid: 1}}]\n"
-        "server: {listen: '0.0.0.0:9464'}\n"
+        "server: {listen: '0.0.0.0:9464', token: t0ken}\n"
         "notify: {alertmanagers: [{url: 'http://127.0.0.1:9'}], external_labels: {pod: pod-a, instance: pod-a}}\n"
         + extra
     )
@@ -89,3 +91,27 @@ def test_alertmanager_config_errors_say_what_is_wrong(tmp_path: Path, yaml: str,
     with pytest.raises(ConfigErrors, match=message) as info:
         load_config(tmp_path / "watchdog.yaml")
     assert "watchdog.yaml:3" in str(info.value)
+
+
+@pytest.mark.anyio
+async def test_a_recycled_worker_gets_resolved_on_the_webhook_and_in_the_alerts(tmp_path: Path) -> None:
+    cfg, rules = fakes.config(tmp_path, notify={"alertmanagers": [{"url": "http://127.0.0.1:9"}]})
+    with fakes.rig(cfg, rules) as r:
+        async with anyio.create_task_group() as tg:
+            r.agent.act_in(tg)
+            bad, _ = r.table.spawn(), r.table.spawn()
+            await r.tick()
+            bad.cpu, bad.ignores_term = 1.0, True
+            r.looks.by_pid[bad.id.pid] = fakes.look("spin")
+            firing_alerts = 0
+            for _ in range(8):
+                await r.tick()
+                firing_alerts = max(firing_alerts, len(r.agent.alerting.sink.active()))
+        statuses = [(n["status"], n["rule"], n["target"], n["worker"]) for n in r.notes.sent]
+        assert statuses == [
+            ("firing", "cancel-delivery-spin", "demo", bad.id.pid),
+            ("resolved", "cancel-delivery-spin", "demo", bad.id.pid),
+        ]
+        assert r.notes.sent[1]["evidence"]["resolved_because"] == f"worker {bad.id.pid} is gone"
+        assert firing_alerts == 1
+        assert r.agent.alerting.sink.active() == {}
