@@ -93,6 +93,15 @@ def test_alertmanager_config_errors_say_what_is_wrong(tmp_path: Path, yaml: str,
     assert "watchdog.yaml:3" in str(info.value)
 
 
+def test_pull_mode_needs_this_pods_name(tmp_path: Path) -> None:
+    text = "targets: [{name: demo, match: {pid: 1}}]\nnotify:\n  alertmanagers: [{url: 'http://am:9093'}]\n"
+    (tmp_path / "watchdog.yaml").write_text(text + "  pull_interval: 10s\n")
+    with pytest.raises(ConfigErrors, match=r"needs notify\.external_labels\.pod"):
+        load_config(tmp_path / "watchdog.yaml")
+    (tmp_path / "watchdog.yaml").write_text(text + "  pull_interval: 10s\n  external_labels: {pod: pod-a}\n")
+    assert load_config(tmp_path / "watchdog.yaml").notify.pull_interval == 10.0
+
+
 @pytest.mark.anyio
 async def test_a_recycled_worker_gets_resolved_on_the_webhook_and_in_the_alerts(tmp_path: Path) -> None:
     cfg, rules = fakes.config(tmp_path, notify={"alertmanagers": [{"url": "http://127.0.0.1:9"}]})

@@ -148,10 +148,8 @@ class Alerting:
     async def _pull(self, http: aiohttp.ClientSession, inbox: AlertInbox, interval: float) -> None:
         """Pull mode: the active alerts meant for this pod, read from Alertmanager's API like webhook alerts (the
         dedupe by fingerprint and startsAt makes each one a single action, however often it is seen)."""
-        filters = ['watchdog_action=~"diagnose|recycle"']
-        pod = self.cfg.notify.external_labels.get("pod")
-        if pod:
-            filters.append(f'pod="{pod}"')
+        pod = self.cfg.notify.external_labels["pod"]  # required by the config with pull_interval
+        filters = ['watchdog_action=~"diagnose|recycle"', f'pod="{pod}"']
         while True:
             alerts = await self.sink.fetch(http, filters)
             payload = {

@@ -269,8 +269,8 @@ class Notify:
     )
     pull_interval: Duration | None = setting(
         None,
-        doc="Poll every Alertmanager this often for active, unsilenced alerts labelled `watchdog_action` (and, "
-        "when `external_labels.pod` is set, `pod` = this pod) and act on them as `POST /v1/alertmanager` would. "
+        doc="Poll every Alertmanager this often for active, unsilenced alerts labelled `watchdog_action` and "
+        "`pod` = `external_labels.pod` (required) and act on them as `POST /v1/alertmanager` would. "
         "The answer to a Kubernetes Service that would deliver a webhook to one random pod.",
     )
 
@@ -391,5 +391,11 @@ class Config:
             report("targets", f"target name {name!r} is used more than once")
         if self.notify.pull_interval is not None and not self.notify.alertmanagers:
             report("notify.pull_interval", "pulling alerts needs at least one entry in notify.alertmanagers")
+        if self.notify.pull_interval is not None and not self.notify.external_labels.get("pod"):
+            report(
+                "notify.pull_interval",
+                "pulling alerts needs notify.external_labels.pod (this pod's name, e.g. '${POD_NAME}'): "
+                "without it every sidecar would act on every alert",
+            )
         if self.server.alertmanager_webhook and not self.server.token:
             report("server.token", "server.alertmanager_webhook can act on workers, so it needs a token")
