@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo serve test lint typecheck pytest docs clean other-pythons npm-tools
+.PHONY: demo serve test test-fast lint typecheck pytest docs clean other-pythons npm-tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "mcp-watchdog needs Python >= 3.10; set PYTHON=python3.x")'
@@ -25,6 +25,11 @@ serve: $(STAMP)
 	$(BIN)/python -m examples.demo serve
 
 test: lint typecheck pytest
+
+# The quick loop while editing: lint, types and the tests not marked `slow` (no demo server, no real py-spy
+# sampling for seconds); under 90 s. `make test` runs everything.
+test-fast: lint typecheck
+	$(BIN)/pytest -m "not slow" -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

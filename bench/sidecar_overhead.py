@@ -1,12 +1,21 @@
 """Sidecar overhead: demo throughput with the watchdog watching 4 workers at default intervals, against without.
 
-Load phases without the watchdog, then with it (started once, warmed up under load so its stack-look schedule is
-in its steady state rather than at start-up), then without again, so drift over the run hits both sides; the
-figure is the ratio of the medians. The watchdog's CPU (py-spy children included) is measured over the whole
-uninterrupted "with" stretch, its peak RSS throughout. (Pausing it with SIGSTOP between phases was tried and
-rejected: its stack looks then bunch up in the phases it runs, overstating its cost about threefold.)
+Phases alternate, A B A B ... A: A without the watchdog, B with it. Before each B a fresh watchdog starts and
+warms up under the same load for ``--warmup`` seconds (unmeasured), and it is stopped after B. Each B is
+compared with the mean of the two A phases around it, so drift over the run (another job on the machine, the
+server warming up) hits both sides of every ratio; the figure is the median of those ratios with their spread
+(min-max). (Pausing one watchdog with SIGSTOP between phases was tried and rejected: its stack looks then bunch
+up in the phases it runs, overstating its cost about threefold.) With the defaults each B starts when the look
+schedule takes a round of looks (at 0, 10, 30 s, then every 60 s per worker): 4 looks in 8 s, so the ratio is
+pessimistic; ``--seconds 60`` covers a whole look period per phase, at about three times the run time.
 
-    .venv/bin/python -m bench.sidecar_overhead [--rounds 3] [--seconds 8] [--clients 16] [--workers 4] [--warmup 30]
+The watchdog's own CPU (py-spy children included) is measured apart, over ``--cpu-window`` seconds of one
+watchdog under load after ``--cpu-warmup`` seconds: a short window would over- or under-count its stack looks,
+which come every ``stacks.baseline`` (60 s) per worker once they have backed off. Its peak RSS is the kernel's
+high-water mark (VmHWM) over every watchdog of the run.
+
+    .venv/bin/python -m bench.sidecar_overhead [--rounds 4] [--seconds 8] [--clients 16] [--workers 4] [--warmup 30]
+                                               [--cpu-warmup 80] [--cpu-window 120]
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -25,6 +35,7 @@ from examples.demo.sidecar import Watchdog
 
 
 def _tree_cpu(p: psutil.Process) -> float:
+    """CPU seconds of ``p``, its live children and the children it has reaped (py-spy runs)."""
     total = 0.0
     for q in [p, *p.children(recursive=True)]:
         try:
@@ -35,75 +46,113 @@ def _tree_cpu(p: psutil.Process) -> float:
     return total
 
 
-async def _sample_rss(p: psutil.Process, peak: list[int]) -> None:
-    while True:
-        try:
-            peak[0] = max(peak[0], p.memory_info().rss)
-        except psutil.NoSuchProcess:
-            return
-        await anyio.sleep(0.25)
+def _peak_rss(pid: int) -> int:
+    """The process's peak resident set size (VmHWM), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
-async def main(rounds: int, seconds: float, clients: int, workers: int, warmup: float) -> None:
-    without: list[float] = []
-    with_wd: list[float] = []
-    p99s: dict[str, list[float]] = {"without": [], "with": []}
-    peak_rss = [0]
+@dataclass
+class Figures:
+    without: list[float] = field(default_factory=list)
+    with_wd: list[float] = field(default_factory=list)
+    p99: dict[str, list[float]] = field(default_factory=lambda: {"without": [], "with": []})
+    wd_cpu_seconds: float = 0.0
+    wd_wall_seconds: float = 0.0
+    peak_rss: list[int] = field(default_factory=list)
+
+    def ratios(self) -> list[float]:
+        return [b / ((a0 + a1) / 2) for b, a0, a1 in zip(self.with_wd, self.without, self.without[1:], strict=False)]
+
+
+def watchdog_config(demo: DemoServer) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "targets": [{"name": "demo", "match": {"pid": demo.master_pid}, "workers": "children",
+                     "metrics_url": demo.metrics_url}],
+        "server": {"listen": f"127.0.0.1:{free_port()}"},
+        "log": {"format": "json", "level": "warning"},
+    }  # fmt: skip
+    probe = REPO / "probes" / "demo-echo.yaml"
+    if probe.exists():
+        cfg["targets"][0]["probes"] = [str(probe)]
+        cfg["targets"][0]["probe_url"] = demo.mcp_url
+    return cfg
+
+
+async def main(
+    rounds: int, seconds: float, clients: int, workers: int, warmup: float, cpu_warmup: float, cpu_window: float
+) -> None:
+    fig = Figures()
     with DemoServer(workers=workers) as demo:
-        cfg: dict[str, Any] = {
-            "targets": [{"name": "demo", "match": {"pid": demo.master_pid}, "workers": "children",
-                         "metrics_url": demo.metrics_url}],
-            "server": {"listen": f"127.0.0.1:{free_port()}"},
-            "log": {"format": "json", "level": "warning"},
-        }  # fmt: skip
-        probe = REPO / "probes" / "demo-echo.yaml"
-        if probe.exists():
-            cfg["targets"][0]["probes"] = [str(probe)]
-            cfg["targets"][0]["probe_url"] = demo.mcp_url
 
-        async def phase(into: list[float], key: str) -> None:
+        async def phase(key: str) -> None:
             res = await run_load(demo.mcp_url, clients=clients, seconds=seconds)
-            into.append(res.rate)
-            p99s[key].append(pct(res.latencies, 0.99))
+            (fig.with_wd if key == "with" else fig.without).append(res.rate)
+            fig.p99[key].append(pct(res.latencies, 0.99))
 
-        for _ in range(rounds):  # before the watchdog
-            await phase(without, "without")
-        wd = Watchdog(cfg)
+        await run_load(demo.mcp_url, clients=clients, seconds=min(5.0, seconds))  # the server warms up
+        await phase("without")
+        for _ in range(rounds):
+            wd = Watchdog(watchdog_config(demo))
+            await wd.start()
+            try:
+                assert wd.proc is not None
+                await run_load(demo.mcp_url, clients=clients, seconds=warmup)  # into its steady state
+                await phase("with")
+                fig.peak_rss.append(_peak_rss(wd.proc.pid))
+            finally:
+                wd.stop()
+            await phase("without")
+        wd = Watchdog(watchdog_config(demo))
         await wd.start()
         try:
             assert wd.proc is not None
             proc = psutil.Process(wd.proc.pid)
-            await run_load(demo.mcp_url, clients=clients, seconds=warmup)  # past start-up, into the steady state
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_sample_rss, proc, peak_rss)
-                cpu0, t0 = _tree_cpu(proc), time.monotonic()
-                for _ in range(2 * rounds):
-                    await phase(with_wd, "with")
-                cpu_share = 100 * (_tree_cpu(proc) - cpu0) / (time.monotonic() - t0)
-                tg.cancel_scope.cancel()
+            await run_load(demo.mcp_url, clients=clients, seconds=cpu_warmup)
+            cpu0, t0 = _tree_cpu(proc), time.monotonic()
+            await run_load(demo.mcp_url, clients=clients, seconds=cpu_window)
+            fig.wd_cpu_seconds = _tree_cpu(proc) - cpu0
+            fig.wd_wall_seconds = time.monotonic() - t0
+            fig.peak_rss.append(_peak_rss(proc.pid))
         finally:
             wd.stop()
-        for _ in range(rounds):  # after it
-            await phase(without, "without")
-    w, wo = statistics.median(with_wd), statistics.median(without)
-    print(f"\nSidecar overhead: demo server with {workers} workers, {clients} clients calling echo; {rounds} x "
-          f"{seconds:g} s without the watchdog, then the watchdog at its default intervals (warmed up {warmup:g} s "
-          f"under load) for {2 * rounds} x {seconds:g} s, then {rounds} x {seconds:g} s without again\n")  # fmt: skip
-    print(f"{'':28} {'without':>10} {'with':>10} {'ratio':>7}  goal")
-    print(f"{'throughput (calls/s, median)':28} {wo:10.0f} {w:10.0f} {w / wo:7.3f}  >= 0.97")
-    pw, pwo = statistics.median(p99s["with"]) * 1000, statistics.median(p99s["without"]) * 1000
-    print(f"{'echo p99 (ms, median)':28} {pwo:10.1f} {pw:10.1f} {pw / pwo:7.3f}")
-    print(f"{'watchdog CPU (% of a core)':28} {'':10} {cpu_share:10.2f} {'':7}  <= 3   (py-spy children included)")
-    print(f"{'watchdog peak RSS (MB)':28} {'':10} {peak_rss[0] / 1e6:10.1f} {'':7}  <= 60")
-    print(f"\nper phase, calls/s without: {[round(x) for x in without]}, with: {[round(x) for x in with_wd]}")
+    report(fig, rounds, seconds, clients, workers, warmup, cpu_warmup)
+
+
+def report(
+    fig: Figures, rounds: int, seconds: float, clients: int, workers: int, warmup: float, cpu_warmup: float
+) -> None:
+    ratios = fig.ratios()
+    cpu_share = 100 * fig.wd_cpu_seconds / fig.wd_wall_seconds
+    print(f"\nSidecar overhead: demo server with {workers} workers, {clients} clients calling echo; phases of "
+          f"{seconds:g} s alternating without/with the watchdog ({rounds} with, {rounds + 1} without), each "
+          f"watchdog at its default intervals, started fresh and warmed up {warmup:g} s under load before its "
+          f"phase\n")  # fmt: skip
+    print(f"{'':30} {'without':>10} {'with':>10} {'ratio':>7}  {'spread':>13}  goal")
+    wo, w = statistics.median(fig.without), statistics.median(fig.with_wd)
+    spread = f"{min(ratios):.3f}-{max(ratios):.3f}"
+    print(f"{'throughput (calls/s, median)':30} {wo:10.0f} {w:10.0f} {statistics.median(ratios):7.3f}  "
+          f"{spread:>13}  >= 0.97 (ratio: median of B / mean of the As beside it)")  # fmt: skip
+    pw, pwo = statistics.median(fig.p99["with"]) * 1000, statistics.median(fig.p99["without"]) * 1000
+    print(f"{'echo p99 (ms, median)':30} {pwo:10.1f} {pw:10.1f} {pw / pwo:7.3f}")
+    print(f"{'watchdog CPU (% of a core)':30} {'':10} {cpu_share:10.2f} {'':7}  {'':13}  <= 1   (py-spy included; "
+          f"{fig.wd_wall_seconds:.0f} s under load after {cpu_warmup:g} s)")  # fmt: skip
+    print(f"{'watchdog peak RSS (MB)':30} {'':10} {max(fig.peak_rss) / 1e6:10.1f} {'':7}  {'':13}  <= 50")
+    print(f"\nper phase, calls/s without: {[round(x) for x in fig.without]}, with: {[round(x) for x in fig.with_wd]}; "
+          f"ratios {[round(r, 3) for r in ratios]}")  # fmt: skip
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--warmup", type=float, default=30.0)
+    p.add_argument("--cpu-warmup", type=float, default=80.0)
+    p.add_argument("--cpu-window", type=float, default=120.0)
     a = p.parse_args()
-    anyio.run(main, a.rounds, a.seconds, a.clients, a.workers, a.warmup)
+    anyio.run(main, a.rounds, a.seconds, a.clients, a.workers, a.warmup, a.cpu_warmup, a.cpu_window)

@@ -134,16 +134,21 @@ async def stubborn(ctx: Context) -> dict[str, Any]:
 
 
 async def _hold_memory(rate: float, seconds: float) -> None:
-    """One fire-and-forget task of seed 000: it grabs memory at `rate` bytes/s and keeps it."""
+    """One fire-and-forget task of seed 000: it grabs memory at `rate` bytes/s and keeps it.
+
+    Paced by the clock, not by counting steps, so that a late wake-up on a busy machine does not slow the ramp."""
     step = 0.1
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    started = time.monotonic()
+    mine = 0
+    while (elapsed := time.monotonic() - started) < seconds:
         held = sum(len(b) for b in _State.leaked)
-        chunk = min(int(rate * step), MAX_LEAK_BYTES - held)
-        if chunk <= 0:
+        chunk = min(int(rate * min(elapsed + step, seconds)) - mine, MAX_LEAK_BYTES - held)
+        if held >= MAX_LEAK_BYTES:
             break
-        _State.leaked.append(b"\xa5" * chunk)  # written, so resident: bytes(n) would stay lazily zeroed
-        LEAKED_BYTES.set(held + chunk)
+        if chunk > 0:
+            _State.leaked.append(b"\xa5" * chunk)  # written, so resident: bytes(n) would stay lazily zeroed
+            mine += chunk
+            LEAKED_BYTES.set(held + chunk)
         await anyio.sleep(step)
 
 

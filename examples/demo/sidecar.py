@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,13 @@ class Webhooks:
 
 
 class Watchdog:
-    """``python -m watchdog run`` in a subprocess; stopped by pid (SIGTERM, then SIGKILL) even on failure."""
+    """``python -m watchdog run`` in a subprocess; stopped by pid (SIGTERM, then SIGKILL) even on failure.
+
+    ``python`` is the interpreter to run (this one by default: an installed wheel's venv, say); ``user`` runs it as
+    that user through setpriv, holding exactly ``ambient_caps`` (setpriv names such as ``sys_ptrace``) as ambient
+    capabilities; ``prefix`` goes before the command as it is. Run any of these ways, it starts in its own readable
+    directory with no ``PYTHONPATH``, so that it runs the ``watchdog`` installed for ``python``, not this checkout.
+    """
 
     def __init__(
         self,
@@ -73,15 +79,11 @@ class Watchdog:
         *,
         extra_args: tuple[str, ...] = (),
         user: str | None = None,
-        python: str = sys.executable,
+        python: str | None = None,
         ambient_caps: tuple[str, ...] = (),
+        prefix: Sequence[str] = (),
     ) -> None:
-        """``python`` runs ``-m watchdog`` (an installed wheel's venv, say); ``user`` runs it as that user through
-        setpriv, holding exactly ``ambient_caps`` (setpriv names such as ``sys_ptrace``) as ambient capabilities.
-        """
         self.cfg = cfg
-        self.python = python
-        self.ambient_caps = ambient_caps
         self.listen = cfg["server"]["listen"]
         self.dir = tempfile.mkdtemp(prefix="watchdog-test-")
         self.config_path = Path(self.dir) / "watchdog.yaml"
@@ -90,7 +92,10 @@ class Watchdog:
         self.proc: subprocess.Popen[bytes] | None = None
         self.extra_args = extra_args
         self.user = user
-        if user is not None:
+        self.python = python or sys.executable
+        self.ambient_caps = ambient_caps
+        self.prefix = list(prefix)
+        if self.prefix or user is not None:
             os.chmod(self.dir, 0o755)  # noqa: S103 - the unprivileged watchdog reads its config (no secrets) here
 
     @property
@@ -114,7 +119,7 @@ class Watchdog:
                     await anyio.sleep(0.1)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        cmd = [self.python, "-m", "watchdog", "run", "-c", str(self.config_path), *self.extra_args]
+        cmd = [*self.prefix, self.python, "-m", "watchdog", "run", "-c", str(self.config_path), *self.extra_args]
         if self.user is not None:
             import pwd
 
@@ -122,11 +127,11 @@ class Watchdog:
             caps = ",".join(f"+{c}" for c in self.ambient_caps)
             with_caps = [f"--inh-caps={caps}", f"--ambient-caps={caps}"] if caps else []
             cmd = ["setpriv", f"--reuid={ent.pw_uid}", f"--regid={ent.pw_gid}", "--clear-groups", *with_caps, *cmd]
+        # another Python (an installed wheel) or another user runs outside the checkout: `-m watchdog` must not
+        # find the checkout's package through the working directory or PYTHONPATH
+        foreign = self.python != sys.executable or bool(self.prefix) or self.user is not None
+        env = {k: v for k, v in os.environ.items() if not (foreign and k in ("PYTHONPATH", "VIRTUAL_ENV"))}
         with self.log_path.open("wb") as log:
-            # another Python (an installed wheel) runs outside the checkout, so `-m watchdog` cannot find the
-            # checkout's package through the working directory
-            foreign = self.python != sys.executable
-            env = {k: v for k, v in os.environ.items() if not (foreign and k in ("PYTHONPATH", "VIRTUAL_ENV"))}
             return subprocess.Popen(
                 cmd,
                 cwd=self.dir if foreign else REPO,
@@ -182,10 +187,11 @@ async def watching(
     *,
     extra_args: tuple[str, ...] = (),
     user: str | None = None,
-    python: str = sys.executable,
+    python: str | None = None,
     ambient_caps: tuple[str, ...] = (),
+    prefix: Sequence[str] = (),
 ) -> AsyncIterator[Watchdog]:
-    wd = Watchdog(cfg, extra_args=extra_args, user=user, python=python, ambient_caps=ambient_caps)
+    wd = Watchdog(cfg, extra_args=extra_args, user=user, python=python, ambient_caps=ambient_caps, prefix=prefix)
     try:
         yield await wd.start()
     except BaseException:

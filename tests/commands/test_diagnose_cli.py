@@ -12,25 +12,21 @@ from pathlib import Path
 import pytest
 
 from examples.demo.harness import DemoServer
-from tests.conftest import REPO, py_spy_path, python_with_anyio
+from tests.conftest import REPO, ReadableInstall, py_spy_path, python_with_anyio
 from tests.diagnose.helpers import target
 from watchdog.diagnose import schema
 
 pytestmark = pytest.mark.slow
 
 
-def watchdog(*args: str, user: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def watchdog(
+    *args: str, install: ReadableInstall | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``watchdog diagnose ARGS`` from this checkout, or from ``install`` as its unprivileged user."""
+    if install is not None:
+        cmd = install.as_user([str(install.python), "-m", "watchdog", "diagnose", *args])
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=install.cwd, env=install.env())
     cmd = [sys.executable, "-m", "watchdog", "diagnose", *args]
-    if user is not None:
-        import pwd
-        import shutil
-
-        if os.geteuid() != 0:
-            pytest.skip("running as an unprivileged user needs root to switch users")
-        if shutil.which("setpriv") is None:
-            pytest.skip("setpriv (util-linux) is not installed: cannot run the watchdog as an unprivileged user")
-        ent = pwd.getpwnam(user)
-        cmd = ["setpriv", f"--reuid={ent.pw_uid}", f"--regid={ent.pw_gid}", "--clear-groups", *cmd]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
 
@@ -106,10 +102,10 @@ def test_missing_py_spy_is_found_missing_next_to_python_and_on_path(monkeypatch:
     assert "pip install py-spy" in str(err.value)
 
 
-def test_no_ptrace_permission_exits_3_and_says_what_is_needed() -> None:
+def test_no_ptrace_permission_exits_3_and_says_what_is_needed(readable_install: ReadableInstall) -> None:
     py_spy_path()
     with target(python_with_anyio("3.11"), "idle") as pid:
-        out = watchdog(str(pid), "--duration", "1", user="nobody")
+        out = watchdog(str(pid), "--duration", "1", install=readable_install)
     assert out.returncode == 3, out.stdout + out.stderr
     assert f"permission denied inspecting process {pid}" in out.stderr
     for needed in ("root", "CAP_SYS_PTRACE", "shareProcessNamespace", "SYS_PTRACE"):

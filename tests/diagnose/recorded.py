@@ -42,8 +42,10 @@ def evidence(
     packages: dict[str, str] | None = None,
     locals: LocalsSeries | str | None = None,
     locals_error: str | None = None,
+    runqueue: float = 0.0,
 ) -> ProcessEvidence:
-    """Evidence of one process whose main (first) thread used ``cpu`` % over ``window`` seconds."""
+    """Evidence of one process whose main (first) thread used ``cpu`` % over ``window`` seconds and waited
+    ``runqueue`` % of it for a CPU (a busy machine)."""
     st = recorded(stacks) if isinstance(stacks, str) else stacks
     tid = st.threads[0].tid
     info = ProcessInfo(tid, 1, time.time() - 600, ("python", "server.py"), "/usr/bin/python3.11", "root", "process")
@@ -51,7 +53,8 @@ def evidence(
 
     def snap(at: float, r: int, f: int) -> Snapshot:
         used = cpu / 100 * at
-        return Snapshot(at, used, {tid: used}, r, f, 1, socks, clients, 10, 10, (), {tid: (state, "")})
+        waited = {tid: runqueue / 100 * at}
+        return Snapshot(at, used, {tid: used}, r, f, 1, socks, clients, 10, 10, (), {tid: (state, "")}, waited)
 
     n = 12
     polls = tuple(

@@ -6,15 +6,18 @@ server of its own, since a spinning worker never recovers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import anyio
+import psutil
 import pytest
 
 from examples.demo import app, inject
 from examples.demo.harness import DemoServer
-from tests.conftest import py_spy_path
+from tests.conftest import cpu_percent_over, py_spy_path
 from tests.diagnose.test_targets import assert_valid, show
 from watchdog.diagnose import diagnose
 
@@ -30,6 +33,9 @@ def lab() -> Iterator[DemoServer]:
 
 async def test_an_idle_server_is_idle_master_and_workers(lab: DemoServer) -> None:
     await inject.call(lab.mcp_url, "echo", {"text": "warm up"})
+    with anyio.fail_after(60):  # idle first, by another measure: a busy machine delays a worker's start-up work
+        while max([await cpu_percent_over(psutil.Process(p), 1.0) for p in [lab.master_pid, *lab.worker_pids()]]) >= 5:
+            pass
     report = await diagnose(lab.master_pid, duration=1.5, metrics_url=lab.metrics_url)
     show(report)
     assert_valid(report)
@@ -61,6 +67,7 @@ async def test_crunch_is_busy_in_crunch_slice_and_never_a_spin(lab: DemoServer) 
 
 
 async def test_block_is_blocked_in_the_tool(lab: DemoServer) -> None:
+    ends = time.monotonic() + 5.0
     pid = await inject.block(lab.mcp_url, 5.0)
     report = await diagnose(pid)
     show(report)
@@ -70,7 +77,15 @@ async def test_block_is_blocked_in_the_tool(lab: DemoServer) -> None:
     assert "block (" in p.state.summary
     assert "app.py" in p.state.summary
     assert report.exit_code == 1
-    await anyio.sleep(3.0)  # let the block end before the next test uses the server
+    # the next test uses the server: wait out the block, then until the worker's loop is seen running again
+    await anyio.sleep(max(0.0, ends - time.monotonic()))
+    with anyio.fail_after(30):
+        while True:
+            async with aiohttp.ClientSession() as s, s.get(lab.metrics_url) as r:
+                lag = inject.scrape_gauge(await r.text(), "watchdog_guard_loop_lag_seconds")
+            if lag.get(pid, 0.0) < 0.5:
+                break
+            await anyio.sleep(0.2)
 
 
 async def test_leak_gives_a_memory_growth_finding(lab: DemoServer) -> None:

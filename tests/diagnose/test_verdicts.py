@@ -204,6 +204,17 @@ def test_an_idle_loop_is_idle() -> None:
     assert any("waited in its selector in 199 of 199 samples" in e for e in v.evidence)
 
 
+def test_an_idle_loop_on_a_machine_short_of_cpu_is_still_idle() -> None:
+    """Its few wake-ups wait for a core (runnable 20 % of the window), but it did no work: idle, not active."""
+    v = state_verdict(evidence("idle-py311", cpu=0.3, runqueue=20.0))
+    assert v.kind == "idle", v
+
+
+def test_a_spin_starved_of_cpu_is_still_a_spin() -> None:
+    v = state_verdict(evidence("spin-py311", cpu=40.0, runqueue=60.0))
+    assert v.kind == "spin", v
+
+
 def test_memory_growth_needs_a_real_ramp_and_says_when_the_cgroup_limit_is_reached() -> None:
     cg = CgroupMemory("v2", "/kubepods/pod1", 512 * MiB, 300 * MiB)
     v = memory_verdict(evidence("idle-py311", cpu=1.0, window=3.0, rss=(100 * MiB, 160 * MiB), cgroup=cg))

@@ -112,7 +112,7 @@ async def test_streams_are_told_the_client_left_and_the_response_is_ended_proper
         drain.start()
         with anyio.fail_after(5):
             await drain.wait()
-    assert time.monotonic() - started < 1.5  # told, not timed out
+    assert time.monotonic() - started < 10  # told, not timed out (the drain's timeout is 20 s)
     assert responses[0].status == 200
     assert responses[0].ended
 

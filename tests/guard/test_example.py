@@ -82,7 +82,9 @@ async def test_sigterm_drains_an_in_flight_call_refuses_new_sessions_and_exits()
             assert in_flight == 1
             sent = time.monotonic()
             server.proc.send_signal(signal.SIGTERM)
-            await anyio.sleep(0.3)
+            with anyio.fail_after(30):  # logged once the drain has begun: /ready is 503 from then on
+                while "drain started (signal SIGTERM)" not in server.log_text():  # noqa: ASYNC110 - a log to poll
+                    await anyio.sleep(0.05)
             async with (
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s,
                 s.get(f"{server.url}/ready") as r,

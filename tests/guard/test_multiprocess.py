@@ -19,37 +19,25 @@ from examples.demo.harness import REPO
 
 SCRIPT = textwrap.dedent(
     """
-    import asyncio, json, os, time
+    import asyncio, json, os, sys, time
     from prometheus_client import CollectorRegistry, generate_latest, multiprocess
     from prometheus_client.parser import text_string_to_metric_families
     from watchdog import guard
 
+    RELEASE, FINISH = sys.argv[1], sys.argv[2]     # files the master creates when it has seen what it waits for
     limiter = guard.Limiter(2, name="downstream")   # created before the fork, like gunicorn's preload_app
     unused = guard.Limiter(3, name="never-used")
+
+    async def until(path):
+        while not os.path.exists(path):
+            await asyncio.sleep(0.02)
 
     async def worker():
         async with guard.monitor(sentinel=guard.SpinSentinel(interval=0.1)):
             async with limiter:
-                await asyncio.sleep(0.8)            # the publisher copies values every 0.5 s
+                await until(RELEASE)                # hold the slot until the master has seen it published
                 time.sleep(0.4)                     # a stall
-            await asyncio.sleep(0.8)
-
-    children = []
-    for _ in range(2):
-        pid = os.fork()
-        if pid == 0:
-            asyncio.run(worker())
-            os._exit(0)
-        children.append(pid)
-    time.sleep(0.9)                                 # mid-way: each child holds one slot
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    during = generate_latest(registry).decode()
-    for pid in children:
-        os.waitpid(pid, 0)
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    after = generate_latest(registry).decode()
+            await until(FINISH)
 
     def samples(text):
         return [
@@ -58,18 +46,55 @@ SCRIPT = textwrap.dedent(
             for s in f.samples
         ]
 
-    print(json.dumps({"master": os.getpid(), "children": children,
-                      "during": samples(during), "after": samples(after)}))
+    def collect():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return samples(generate_latest(registry).decode())
+
+    def per_pid(data, metric, **labels):
+        return {l["pid"]: v for n, l, v in data if n == metric and all(l.get(k) == x for k, x in labels.items())}
+
+    def wait_for(pred, within=40.0):
+        # the publisher copies values every 0.5 s: poll until they show (the test's asserts judge what came)
+        deadline = time.monotonic() + within
+        while not pred(data := collect()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return data
+
+    children = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:
+            asyncio.run(worker())
+            os._exit(0)
+        children.append(pid)
+    pids = {str(p) for p in children}
+    during = wait_for(lambda d: per_pid(d, "watchdog_guard_limiter_in_flight", name="downstream")
+                      == dict.fromkeys(pids, 1.0))             # mid-way: each child holds one slot
+    open(RELEASE, "w").close()
+    wait_for(lambda d: per_pid(d, "watchdog_guard_limiter_in_flight", name="downstream") == dict.fromkeys(pids, 0.0)
+             and set(per_pid(d, "watchdog_guard_loop_lag_max_seconds")) == pids
+             and all(v >= 0.3 for v in per_pid(d, "watchdog_guard_loop_lag_max_seconds").values()))
+    open(FINISH, "w").close()
+    for pid in children:
+        os.waitpid(pid, 0)
+    after = collect()
+
+    print(json.dumps({"master": os.getpid(), "children": children, "during": during, "after": after}))
     """
 )
 
 
 @pytest.mark.slow
 def test_each_forked_worker_publishes_under_its_own_pid_and_the_master_never(tmp_path: Path) -> None:
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(REPO)}
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "PYTHONPATH": str(REPO)}
+    flags = [str(tmp_path / "release"), str(tmp_path / "finish")]
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=True
-    )
+        [sys.executable, "-c", SCRIPT, *flags], env=env, cwd=REPO, capture_output=True, text=True, timeout=100,
+        check=True,
+    )  # fmt: skip
     data = json.loads(out.stdout.strip().splitlines()[-1])
     master, children = str(data["master"]), {str(p) for p in data["children"]}
 

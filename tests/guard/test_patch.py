@@ -10,7 +10,7 @@ import anyio.lowlevel
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.guard.spin import cpu_share, spinning
+from tests.guard.spin import cpu_share, eventually, spinning
 from watchdog.guard import cancel_delivery_patched, patch_cancel_delivery, unpatch_cancel_delivery
 
 pytestmark = pytest.mark.anyio
@@ -33,7 +33,7 @@ async def test_it_stops_a_real_spin_and_names_the_stuck_task(
     assert patch_cancel_delivery(100, registry=registry)
     assert cancel_delivery_patched()
     async with anyio.create_task_group() as tg, spinning(tg) as spin:
-        await anyio.sleep(0.3)  # long enough for 100 re-deliveries many times over
+        await eventually(lambda: registry.get_sample_value("watchdog_guard_cancel_delivery_stopped_total") == 1)
         cpu = await cpu_share(1.0)
         alive = not spin.task_done.is_set()
         unpatch_cancel_delivery()

@@ -109,8 +109,8 @@ async def test_a_server_that_never_answers_times_out_in_the_first_phase_and_in_t
     r = await probe(handler)
     took = time.monotonic() - t0
     assert failed(r) == ("server/discover", "timeout in server/discover after 1.0 s")
-    assert took < 3.0, took
-    assert r.phases[0].latency_s == pytest.approx(1.0, abs=0.5)
+    assert took < 1.0 + 10, took  # its timeout, not the server's hour (generous: a busy machine is slow)
+    assert 0.9 <= r.phases[0].latency_s < 1.0 + 10
 
 
 async def test_silence_in_tools_call_is_a_timeout_in_tools_call() -> None:
@@ -140,7 +140,7 @@ async def test_the_total_timeout_bounds_the_probe_whatever_the_phase_timeouts() 
     assert r.reason is not None
     assert r.reason.startswith("timeout in tools/call after ")
     assert r.reason.endswith("(the probe's total timeout of 1.5 s)")
-    assert took < 1.5 + 0.5, took
+    assert took < 1.5 + 10, took  # the total timeout, not the 30 s of the call's own (a busy machine is slow)
 
 
 async def test_an_is_error_result_is_reported_with_its_text() -> None:

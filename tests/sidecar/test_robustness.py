@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from examples.demo.harness import DemoServer, free_port
+from tests.conftest import ReadableInstall
 from tests.sidecar.harness import watching
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -106,19 +107,16 @@ async def test_healthz_fails_while_its_own_loop_stalls_and_recovers(sleeper: sub
                 await anyio.sleep(0.5)
 
 
-async def test_without_permission_every_gap_is_a_visible_state_and_it_keeps_running() -> None:
-    import os
-    import shutil
-
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv (util-linux) to run the watchdog as 'nobody'")
+async def test_without_permission_every_gap_is_a_visible_state_and_it_keeps_running(
+    readable_install: ReadableInstall,
+) -> None:
     with DemoServer(workers=2) as demo:
         cfg = {
             "targets": [{"name": "demo", "match": {"pid": demo.master_pid}, "workers": "children",
                          "metrics_url": demo.metrics_url}],
             "server": {"listen": f"127.0.0.1:{free_port()}"},
         }  # fmt: skip
-        async with watching(cfg, user="nobody") as wd:
+        async with watching(cfg, python=str(readable_install.python), prefix=readable_install.as_user([])) as wd:
             status = await wd.wait_status(
                 lambda s: (
                     all(w["stack_error"] and w["process_error"] for w in s["targets"][0]["workers"])

@@ -15,7 +15,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import anyio
@@ -31,9 +31,8 @@ from watchdog.agent.events import EventLog
 from watchdog.agent.judge import Judge
 from watchdog.agent.metrics import AgentMetrics
 from watchdog.agent.replacement import await_replacement
-from watchdog.agent.stacks import StackLook
 from watchdog.agent.status import status_document
-from watchdog.agent.world import Prober, ProbeRun, TargetState, WorkerState, World
+from watchdog.agent.world import Prober, ProbeRun, Scanner, StackSampler, TargetState, WorkerState, World
 from watchdog.config import Config
 from watchdog.discovery import Discovery, TargetView, WorkerId
 from watchdog.errors import ProcessGone
@@ -42,18 +41,6 @@ from watchdog.rules import LoadedRules, RuleEngine
 log = logging.getLogger("watchdog.agent")
 
 __all__ = ["Agent", "Diagnoser", "ProbeRun", "Prober", "StackSampler"]
-
-
-class StackSampler(Protocol):
-    """Takes one look at a worker's stacks (``watchdog.agent.stacks.StackLooker`` is the real one)."""
-
-    async def look(
-        self, worker: WorkerId, duration: float, rate: int, in_flight: dict[str, float] | None = None
-    ) -> StackLook: ...
-
-
-class Scanner(Protocol):
-    def scan(self) -> list[TargetView]: ...
 
 
 class Agent:

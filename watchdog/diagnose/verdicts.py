@@ -329,7 +329,8 @@ def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds(), earlier: Sc
             return Verdict("blocked", "critical", conf, f"event loop blocked in {frame}", tuple(lines),
                            k.ADVICE_BLOCKED, data)  # fmt: skip
 
-    if cpu < t.idle_cpu and thread_cpu < t.idle_cpu:
+    # idle by the work done (CPU), not by demand: on a machine short of CPU an idle loop's wake-ups wait for a core
+    if cpu < t.idle_cpu and main.cpu < t.idle_cpu:
         lines = [*base]
         if main.runs_loop:
             lines.append(f"the event loop waited in its selector in {_pct(main.waiting, main.samples)}")

@@ -66,12 +66,15 @@ def _judge(rule: Rule, lookup: Lookup) -> tuple[bool, dict[str, float | None], l
     values: dict[str, float | None] = {}
     missing: list[str] = []
 
+    def once(ref: SignalRef) -> float | None:  # each signal looked up once per judgement (it is recorded too)
+        if ref.text not in values:
+            values[ref.text] = lookup(ref)
+        return values[ref.text]
+
     def holds(c: Condition) -> bool:
-        result = c.holds(lookup)
+        result = c.holds(once)
         for ref in c.refs:
-            v = lookup(ref)
-            values[ref.text] = v
-            if v is None and ref.text not in missing:
+            if once(ref) is None and ref.text not in missing:
                 missing.append(ref.text)
         return bool(result)
 
@@ -85,13 +88,20 @@ class RuleEngine:
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = list(rules)
+        self._target_scope: dict[str, bool] = {}  # rule name: target_scope (asked several times a second)
         self._states: dict[tuple[str, str], RuleState] = {}
 
     def worker_rules(self) -> list[Rule]:
-        return [r for r in self.rules if not r.target_scope]
+        return [r for r in self.rules if not self._scoped(r)]
 
     def target_rules(self) -> list[Rule]:
-        return [r for r in self.rules if r.target_scope]
+        return [r for r in self.rules if self._scoped(r)]
+
+    def _scoped(self, rule: Rule) -> bool:
+        scoped = self._target_scope.get(rule.name)
+        if scoped is None:
+            scoped = self._target_scope[rule.name] = rule.target_scope
+        return scoped
 
     def evaluate(self, subject: str, rules: Iterable[Rule], lookup: Lookup, now: float) -> list[Transition]:
         """Judge ``rules`` for ``subject`` at ``now``; return the transitions (and due repeats) it caused."""
