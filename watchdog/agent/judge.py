@@ -7,6 +7,7 @@ carries is what the rule saw plus the worker's latest stack look, so acting neve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from anyio.abc import TaskGroup
@@ -15,7 +16,7 @@ from watchdog.actions.actuator import ActionRequest, Actuator, Origin
 from watchdog.agent.events import Event, EventLog
 from watchdog.agent.metrics import AgentMetrics
 from watchdog.agent.world import TargetState, WorkerState, World
-from watchdog.rules import RuleState, Transition
+from watchdog.rules import Rule, RuleState, Transition
 from watchdog.signals.catalog import format_value
 
 
@@ -31,6 +32,8 @@ class Judge:
         # firing rules whose notification went out (or will, when their chain ends): what "resolved" closes
         self.opened: dict[tuple[str, str], ActionRequest] = {}
         self.resolve_after: set[tuple[str, str]] = set()  # resolved while their chain still ran
+        self.listeners: list[Callable[[str, int | None, Rule, str, dict[str, float | None]], None]] = []
+        """Told of every state change: (target, pid or None, rule, new state, values). Alerting listens."""
 
     def worker(self, ts: TargetState, ws: WorkerState, now: float) -> None:
         lookup = self.world.lookup(ts, ws, now)
@@ -58,6 +61,8 @@ class Judge:
                     f"rule_{tr.after}", ts, ws, f"{rule.name} {tr.after}: {values}", rule=rule.name,
                     severity=rule.severity if tr.after == "firing" else "info", evidence={"signals": tr.values},
                 )  # fmt: skip
+            for listen in self.listeners:
+                listen(ts.cfg.name, pid, rule, tr.after, tr.values)
             if tr.after == "resolved":
                 self._resolve((rule.name, tr.subject), "the rule's conditions no longer hold", evidence)
         key = (rule.name, tr.subject)

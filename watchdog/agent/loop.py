@@ -15,7 +15,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import anyio
@@ -26,13 +26,13 @@ from watchdog.actions.notify import Notifier
 from watchdog.actions.recycle import RecyclePlan, Recycler
 from watchdog.actions.state import PauseSwitch, StateFile
 from watchdog.agent import sources
+from watchdog.agent.alerting import Alerting, act_on_alert
 from watchdog.agent.events import EventLog
 from watchdog.agent.judge import Judge
 from watchdog.agent.metrics import AgentMetrics
 from watchdog.agent.replacement import await_replacement
-from watchdog.agent.stacks import StackLook
 from watchdog.agent.status import status_document
-from watchdog.agent.world import Prober, ProbeRun, TargetState, WorkerState, World
+from watchdog.agent.world import Prober, ProbeRun, Scanner, StackSampler, TargetState, WorkerState, World
 from watchdog.config import Config
 from watchdog.discovery import Discovery, TargetView, WorkerId
 from watchdog.errors import ProcessGone
@@ -41,18 +41,6 @@ from watchdog.rules import LoadedRules, RuleEngine
 log = logging.getLogger("watchdog.agent")
 
 __all__ = ["Agent", "Diagnoser", "ProbeRun", "Prober", "StackSampler"]
-
-
-class StackSampler(Protocol):
-    """Takes one look at a worker's stacks (``watchdog.agent.stacks.StackLooker`` is the real one)."""
-
-    async def look(
-        self, worker: WorkerId, duration: float, rate: int, in_flight: dict[str, float] | None = None
-    ) -> StackLook: ...
-
-
-class Scanner(Protocol):
-    def scan(self) -> list[TargetView]: ...
 
 
 class Agent:
@@ -87,11 +75,14 @@ class Agent:
         self.stack_sampler = stack_sampler
         self.prober = prober
         state = StateFile(cfg.state_dir) if cfg.state_dir else None
+        self.alerting = Alerting(cfg, self.metrics)  # alerts: out to Alertmanager, and in from it (webhook or pull)
+        notifier = self.alerting.notifier(cfg.notify.webhooks, notifier)  # budget refusals etc. become alerts
         self.actuator = Actuator(
             cfg, self, events=self.events, metrics=self.metrics, recycler=recycler, notifier=notifier,
             diagnoser=diagnoser, wall=wall, state=state, pause=PauseSwitch(cfg.pause_file),
         )  # fmt: skip
         self.judge = Judge(self.world, self.actuator, events=self.events, metrics=self.metrics)
+        self.judge.listeners.append(self.alerting.transition)  # rule firing/resolved -> Alertmanager
         self._http: aiohttp.ClientSession | None = None
         self.last_beat, self._stack_limit = clock(), anyio.CapacityLimiter(2)
         self.lags: deque[tuple[float, float]] = deque(maxlen=64)  # (when, lag) of recent late beats
@@ -106,6 +97,7 @@ class Agent:
             for target, worker, ago in unfinished:
                 tg.start_soon(self.actuator.resume, target, worker, ago)
             tg.start_soon(self.actuator.notifier.run, http)
+            tg.start_soon(self.alerting.run, http, lambda request: act_on_alert(self, request))
             tg.start_soon(self._every, self.cfg.intervals.process, self.process_round)
             tg.start_soon(self._every, self.cfg.intervals.metrics, self.metrics_round)
             if self.stack_sampler is not None and self.cfg.stacks.enabled:
@@ -196,6 +188,7 @@ class Agent:
             for signal_name in ws.exported:
                 self.metrics.remove_series(self.metrics.signal, name, str(ws.id.pid), signal_name)
             self.judge.event("worker_gone", ts, ws, "exited")
+            self.alerting.worker_gone(name, ws.id.pid)  # its alerts resolve
         for ws in new:
             self.judge.event("worker_new", ts, ws, "watching")
         self.metrics.workers.labels(name).set(len(ts.workers))

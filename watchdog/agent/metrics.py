@@ -4,7 +4,77 @@ from __future__ import annotations
 
 import contextlib
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+
+class AlertmanagerMetrics:
+    """``watchdog_alertmanager_*``: what the Alertmanager sink did (the ``SinkMetrics`` it reports to)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self._sent = Counter(
+            "watchdog_alertmanager_alerts_sent_total",
+            "Alerts accepted by an Alertmanager.",
+            ["alertmanager"],
+            registry=r,
+        )
+        self._failed = Counter(
+            "watchdog_alertmanager_alerts_failed_total",
+            "Alerts not delivered to an Alertmanager after every retry (active ones go again at the next resend).",
+            ["alertmanager"],
+            registry=r,
+        )
+        self._errors = Counter(
+            "watchdog_alertmanager_request_errors_total",
+            "Failed requests to an Alertmanager (each attempt, retries included).",
+            ["alertmanager"],
+            registry=r,
+        )
+        self._dropped = Counter(
+            "watchdog_alertmanager_alerts_dropped_total",
+            "Alerts dropped from a full send queue (the oldest go first).",
+            ["alertmanager"],
+            registry=r,
+        )
+        self._latency = Histogram(
+            "watchdog_alertmanager_request_duration_seconds",
+            "Duration of requests to an Alertmanager, failed ones included.",
+            ["alertmanager"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self.active = Gauge("watchdog_alertmanager_active_alerts", "Alerts the watchdog holds active.", registry=r)
+        self.inbound = Counter(
+            "watchdog_alertmanager_inbound_total",
+            "Inbound alerts (POST /v1/alertmanager, or pulled) by outcome: accepted (handed to the actuator), "
+            "duplicate, resolved, other_instance, unknown_target, invalid, overflow; and refused requests: "
+            "unauthorized, bad_request, too_large, unsupported_media_type.",
+            ["outcome"],
+            registry=r,
+        )
+
+    def sent(self, alertmanager: str, n: int) -> None:
+        self._sent.labels(alertmanager).inc(n)
+
+    def failed(self, alertmanager: str, n: int) -> None:
+        self._failed.labels(alertmanager).inc(n)
+
+    def dropped(self, alertmanager: str, n: int) -> None:
+        self._dropped.labels(alertmanager).inc(n)
+
+    def request(self, alertmanager: str, seconds: float, ok: bool) -> None:
+        self._latency.labels(alertmanager).observe(seconds)
+        if not ok:
+            self._errors.labels(alertmanager).inc()
+
+    def set_active(self, n: int) -> None:
+        self.active.set(n)
+
+    def prepare(self, alertmanager: str) -> None:
+        """Export every series at 0 from the start, so rules over rates see the first failure."""
+        for family in (self._sent, self._failed, self._errors, self._dropped):
+            family.labels(alertmanager)
+        self._latency.labels(alertmanager)
 
 
 class AgentMetrics:
@@ -76,6 +146,7 @@ class AgentMetrics:
             ["reason"],
             registry=r,
         )
+        self.alertmanager = AlertmanagerMetrics(r)
 
     @staticmethod
     def remove_series(metric: Gauge, *labels: str) -> None:

@@ -8,6 +8,11 @@ refuses a listener that is not loopback without a token, so whatever is reachabl
 authenticated; an endpoint added later is covered by the middleware without asking for it. Connections are
 capped and timed (``watchdog.agent.listener``) so slow clients cannot starve ``/healthz``; ``/v1/status`` is
 redacted and JSON-safe (``watchdog.redact``).
+
+``POST /v1/alertmanager`` (an Alertmanager webhook receiver, served when ``server.alertmanager_webhook`` is on; the
+config requires the token then) checks its credentials itself: a bearer token or basic auth with the token as
+password (Alertmanager's ``http_config`` offers both), and every refusal is counted. It answers at once and
+leaves the acting to the agent.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from watchdog.actions.inbound import MAX_BODY, BadWebhook, authorized, parse_webhook
+from watchdog.agent.alerting import AlertInbox
 from watchdog.agent.flames import FlameStore
 from watchdog.agent.history import worker_history
 from watchdog.agent.listener import ConnectionGuard, Listener, listen
@@ -42,6 +49,7 @@ LAG_WINDOW = 60.0
 STALL_AFTER = 2.0
 """/healthz fails when the agent's heartbeat is older than this, or its loop lagged this long in the last 10 s."""
 GUARD = web.AppKey("guard", ConnectionGuard)
+INBOX = web.AppKey("inbox", AlertInbox)
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -97,7 +105,45 @@ async def _flamegraph(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={**_HTML_HEADERS, "Content-Type": "text/html; charset=utf-8"})
 
 
+def _refuse(count: Callable[[str, int], None], status: int, outcome: str, message: str) -> web.Response:
+    count(outcome, 1)
+    headers = {"WWW-Authenticate": 'Bearer realm="mcp-watchdog"'} if status == 401 else None
+    return web.json_response({"status": "error", "error": message}, status=status, headers=headers)
+
+
+async def _alertmanager(request: web.Request) -> web.Response:
+    inbox = request.app[INBOX]
+    count = inbox.count
+    if not authorized(request.headers.get("Authorization"), inbox.token):
+        return _refuse(count, 401, "unauthorized", "missing or wrong credentials (Bearer <server.token>)")
+    if request.content_type != "application/json":
+        return _refuse(count, 415, "unsupported_media_type", f"expected application/json, got {request.content_type}")
+    if (request.content_length or 0) > MAX_BODY:
+        return _refuse(count, 413, "too_large", f"the body is over {MAX_BODY} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_any():  # a body without Content-Length is bounded all the same
+        body += chunk
+        if len(body) > MAX_BODY:
+            return _refuse(count, 413, "too_large", f"the body is over {MAX_BODY} bytes")
+    try:
+        payload = parse_webhook(bytes(body))
+    except BadWebhook as exc:
+        return _refuse(count, 400, "bad_request", str(exc))
+    accepted, skipped = inbox.inbound.requests(payload)
+    for outcome, n in skipped.items():
+        count(outcome, n)
+    queued = [r for r in accepted if inbox.submit(r)]
+    count("accepted", len(queued))
+    if len(queued) < len(accepted):
+        count("overflow", len(accepted) - len(queued))
+    return web.json_response(
+        {"status": "accepted", "acting_on": [r.summary for r in queued], "ignored": dict(skipped)}, status=202
+    )
+
+
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})
+OWN_AUTH_PATHS = frozenset({"/v1/alertmanager"})
+"""Endpoints that check the token themselves (and count refusals): the middleware lets them through."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -108,7 +154,7 @@ def bearer_auth(token: str) -> Middleware:
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        if request.path in OPEN_PATHS or request.path in OWN_AUTH_PATHS:
             return await handler(request)
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
@@ -123,7 +169,11 @@ def bearer_auth(token: str) -> Middleware:
 
 
 def make_app(
-    agent: Agent, guard: ConnectionGuard | None = None, *, flames: FlameStore | None = None
+    agent: Agent,
+    guard: ConnectionGuard | None = None,
+    *,
+    flames: FlameStore | None = None,
+    inbox: AlertInbox | None = None,
 ) -> web.Application:
     srv = agent.cfg.server
     middlewares: list[Middleware] = [guard.middleware] if guard is not None else []
@@ -141,10 +191,15 @@ def make_app(
     app.router.add_get("/v1/status", _status)
     app.router.add_get("/v1/flamegraphs", _flamegraphs)
     app.router.add_get("/v1/flamegraphs/{name}", _flamegraph)
+    if inbox is not None:
+        app[INBOX] = inbox
+        app.router.add_post("/v1/alertmanager", _alertmanager)
     return app
 
 
-async def start(agent: Agent, address: str, *, flames: FlameStore | None = None) -> Listener:
+async def start(
+    agent: Agent, address: str, *, flames: FlameStore | None = None, inbox: AlertInbox | None = None
+) -> Listener:
     """Serve on ``address`` (HOST:PORT; port 0 picks one, see ``Listener.port``) until ``cleanup()``."""
     host, _, port = address.rpartition(":")
     srv = agent.cfg.server
@@ -153,7 +208,7 @@ async def start(agent: Agent, address: str, *, flames: FlameStore | None = None)
         srv.max_connections, srv.request_timeout, on_close=lambda reason: closed.labels(reason).inc()
     )
     runner = web.AppRunner(
-        make_app(agent, guard, flames=flames),
+        make_app(agent, guard, flames=flames, inbox=inbox),
         access_log=None,
         keepalive_timeout=srv.request_timeout,
         max_line_size=8190,

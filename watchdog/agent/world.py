@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
 from watchdog.agent.sources import ProcessReading, Scrape
-from watchdog.agent.stacks import LookSchedule
+from watchdog.agent.stacks import LookSchedule, StackLook
 from watchdog.config import Config, Target
 from watchdog.discovery import TargetView, WorkerId
 from watchdog.guard import _metrics as guard_metrics  # the guard's metric names, declared once there
@@ -38,6 +38,20 @@ class ProbeRun:
 
 Prober = Callable[[Target, aiohttp.ClientSession | None], Awaitable[ProbeRun]]
 """Runs a target's probes; on the given session (reused connections), or on fresh connections when None."""
+
+
+class StackSampler(Protocol):
+    """Takes one look at a worker's stacks (``watchdog.agent.stacks.StackLooker`` is the real one)."""
+
+    async def look(
+        self, worker: WorkerId, duration: float, rate: int, in_flight: dict[str, float] | None = None
+    ) -> StackLook: ...
+
+
+class Scanner(Protocol):
+    """Finds each target's workers (``watchdog.discovery.Discovery`` is the real one)."""
+
+    def scan(self) -> list[TargetView]: ...
 
 
 @dataclass

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         from watchdog.agent import server
 
-        runner = await server.start(agent, cfg.server.listen, flames=flames)
+        runner = await server.start(agent, cfg.server.listen, flames=flames, inbox=agent.alerting.webhook_inbox)
         log.info(
             "watchdog listening on http://%s (%d target(s), %d rule(s)%s)",
             cfg.server.listen,

@@ -43,6 +43,7 @@ from watchdog.config._yaml import (
 )
 from watchdog.config.model import (
     BUNDLED_RULES,
+    Alertmanager,
     Budget,
     Config,
     Flamegraphs,
@@ -64,6 +65,7 @@ from watchdog.errors import ConfigError
 __all__ = [
     "BUNDLED_RULES",
     "MAX_ALIAS_NODES",
+    "Alertmanager",
     "Budget",
     "Config",
     "Context",

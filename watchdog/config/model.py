@@ -162,6 +162,11 @@ class Server:
         check=positive_because("no request could ever arrive"),
     )
     max_body: Size = setting(Size(2**20), doc="The largest request body accepted.", check=positive)
+    alertmanager_webhook: bool = setting(
+        False,
+        doc="Serve `POST /v1/alertmanager`, an Alertmanager webhook receiver that can diagnose or recycle "
+        "(needs `token`; Alertmanager sends it as a bearer token, or as the basic-auth password).",
+    )
 
     def __config_check__(self, report: Report) -> None:
         if not self.token and not is_loopback(self.listen):
@@ -214,10 +219,60 @@ class Webhook:
 
 
 @dataclass(frozen=True)
+class Alertmanager:
+    """An Alertmanager that receives every alert through its API v2 (`POST /api/v2/alerts`)."""
+
+    url: str = setting(doc="Base URL, such as `http://alertmanager:9093` (never a load balancer: name each one).",
+                       check=http_url)  # fmt: skip
+    bearer_token: str | None = setting(None, doc="Bearer token; write it as `${NAME}`.")
+    bearer_token_file: FilePath | None = setting(None, doc="A file holding the bearer token, re-read on each send.")
+    username: str | None = setting(None, doc="Basic-auth user name.")
+    password: str | None = setting(None, doc="Basic-auth password; write it as `${NAME}`.")
+    ca_file: FilePath | None = setting(None, doc="CA bundle that signs the Alertmanager's certificate.")
+    cert_file: FilePath | None = setting(None, doc="Client certificate (PEM) for mutual TLS.")
+    key_file: FilePath | None = setting(None, doc="Key of `cert_file`.")
+    timeout: Duration = setting(Duration(5.0), doc="Per-request timeout.")
+
+    def __config_check__(self, report: Report) -> None:
+        if self.bearer_token is not None and self.bearer_token_file is not None:
+            report("bearer_token_file", "give 'bearer_token' or 'bearer_token_file', not both")
+        if (self.username is None) != (self.password is None):
+            report("password" if self.password is None else "username", "basic auth needs 'username' and 'password'")
+        if (self.username is not None) and (self.bearer_token or self.bearer_token_file):
+            report("username", "give basic auth or a bearer token, not both")
+        if (self.cert_file is None) != (self.key_file is None):
+            report("key_file" if self.key_file is None else "cert_file", "mutual TLS needs 'cert_file' and 'key_file'")
+
+
+@dataclass(frozen=True)
 class Notify:
     """Where alerts go."""
 
     webhooks: list[Webhook] = setting(doc="JSON webhooks.", factory=list)
+    alertmanagers: list[Alertmanager] = setting(
+        doc="Alertmanagers; each alert goes to every one of them, as Prometheus does.", factory=list
+    )
+    resend_interval: Duration = setting(
+        Duration(60.0),
+        doc="How often every active alert is re-sent to each Alertmanager. An alert carries "
+        "`endsAt = now + 4 x resend_interval`, so it expires by itself if the watchdog stops sending.",
+    )
+    external_labels: dict[str, str] = setting(
+        doc="Labels added to every alert, such as `pod: ${POD_NAME}` and `namespace: ${POD_NAMESPACE}` from the "
+        "downward API. `instance` here replaces the host name.",
+        factory=dict,
+    )
+    generator_url: str | None = setting(
+        None,
+        doc="The link each alert carries back to the watchdog; `http://<server.listen>/v1/status` when unset.",
+        check=http_url,
+    )
+    pull_interval: Duration | None = setting(
+        None,
+        doc="Poll every Alertmanager this often for active, unsilenced alerts labelled `watchdog_action` and "
+        "`pod` = `external_labels.pod` (required) and act on them as `POST /v1/alertmanager` would. "
+        "The answer to a Kubernetes Service that would deliver a webhook to one random pod.",
+    )
 
 
 _BUSY = positive_because("a zero interval runs the round back to back and burns a CPU")
@@ -334,3 +389,13 @@ class Config:
         names = [t.name for t in self.targets]
         for name in sorted({n for n in names if names.count(n) > 1}):
             report("targets", f"target name {name!r} is used more than once")
+        if self.notify.pull_interval is not None and not self.notify.alertmanagers:
+            report("notify.pull_interval", "pulling alerts needs at least one entry in notify.alertmanagers")
+        if self.notify.pull_interval is not None and not self.notify.external_labels.get("pod"):
+            report(
+                "notify.pull_interval",
+                "pulling alerts needs notify.external_labels.pod (this pod's name, e.g. '${POD_NAME}'): "
+                "without it every sidecar would act on every alert",
+            )
+        if self.server.alertmanager_webhook and not self.server.token:
+            report("server.token", "server.alertmanager_webhook can act on workers, so it needs a token")
