@@ -8,8 +8,9 @@ General layout (each layer imports only from the layers above it in this list):
 - signals: what the sidecar observes per worker (process and cgroup facts, scraped metrics, py-spy stacks,
   probe results). Signals know nothing of rules.
 - rules: conditions over signal windows, ``for:`` durations, states. Rules know nothing of how actions run.
-- actions: diagnose, recycle, notify, each through one safety budget.
-- agent: the loop that ties discovery, signals, rules and actions together.
+- actions: one front door, the actuator (``actions.actuator``), for every diagnose, recycle and notification,
+  whoever asks (a rule, an inbound alert): budget, dry run, pause switch, state that survives a restart.
+- agent: the loop that ties discovery, signals, rules and actions together (world, judge, status).
 - ``cli``, the HTTP server: wiring only.
 """
 
