@@ -71,7 +71,7 @@ async def stubborn(ctx: Context) -> dict[str, Any]:
         try:
             await anyio.sleep(3600)
         except anyio.get_cancelled_exc_class():
-            continue  # noqa: ASYNC - the bug under test: cancellation swallowed
+            continue  # the bug under test: cancellation swallowed
 
 
 @mcp.tool
