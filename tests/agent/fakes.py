@@ -44,9 +44,11 @@ class Clock:
 class Proc:
     id: WorkerId
     cpu: float = 1.0  # share of a core
+    runnable: float | None = None  # share of the time its loop wanted a core (a crowded machine: > cpu)
     outside_selector: bool = False
     ignores_term: bool = False
     cpu_seconds: float = 0.0
+    runnable_seconds: float = 0.0
     last: float | None = None
 
 
@@ -75,10 +77,11 @@ class Table:
             return None
         if p.last is not None:
             p.cpu_seconds += p.cpu * (t - p.last)
+            p.runnable_seconds += (p.cpu if p.runnable is None else p.runnable) * (t - p.last)
         p.last = t
         return ProcessReading(
             t, p.cpu_seconds, 100 << 20, 20, 4, 2, loop_outside_selector=p.outside_selector,
-            loop_runnable_seconds=p.cpu_seconds,
+            loop_runnable_seconds=p.runnable_seconds,
         )  # fmt: skip
 
     def alive(self, worker: WorkerId) -> bool:
@@ -105,7 +108,7 @@ class Looks:
         self, worker: WorkerId, duration: float, rate: int, in_flight: dict[str, float] | None = None
     ) -> StackLook:
         self.taken.append(worker.pid)
-        return self.by_pid.get(worker.pid) or look("idle")
+        return self.by_pid.get(worker.pid) or look("busy")
 
 
 def look(kind: str, confidence: float = 3.0, **signals: float) -> StackLook:

@@ -234,3 +234,17 @@ async def test_a_worker_that_heats_up_is_looked_at_at_once(tmp_path: Path) -> No
         p.cpu = 1.0
         await r.tick()  # the round that first sees 100 % CPU: 2 s after the previous look, not 5
         assert len(r.looks.taken) == 2
+
+
+async def test_a_starved_hot_worker_is_not_looked_at_every_second(tmp_path: Path) -> None:
+    """On a crowded machine a busy worker gets half a core while its loop wants all of it. The schedule must read
+    one heat figure when it decides and when it records a look: mixing CPU and demand once made every round a
+    "CPU jump" and a look a second (17 % of a core for the watchdog)."""
+    cfg, rules = config(tmp_path, intervals={"process": "1s", "metrics": "1s", "stacks": "5s", "probes": "2s"})
+    with rig(cfg, rules) as r:
+        r.table.spawn(cpu=0.5, runnable=1.0)
+        r.looks.by_pid.clear()
+        for _ in range(30):
+            await r.tick()
+        print(f"\nstarved busy worker: {len(r.looks.taken)} looks in 30 s")
+        assert len(r.looks.taken) <= 6  # the first, then backing off while looks find healthy work

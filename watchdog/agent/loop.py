@@ -251,8 +251,7 @@ class Agent:
                 self.metrics.stack_seconds.inc(self.clock() - start)
         ws.stack_error, ws.verdict = None, look.verdict
         now = self.clock()
-        cpu, sockets = ws.store.current("cpu_percent", now), ws.store.current("sockets", now)
-        ws.looks.looked(now, look.verdict.get("kind"), cpu=cpu, sockets=sockets)
+        ws.looks.looked(now, look.verdict.get("kind"), cpu=ws.heat(now), sockets=ws.store.current("sockets", now))
         # a look stays current until the next one is due at the latest (the baseline), so rules can cross it
         # with the process signals sampled in between
         stale_after = self.cfg.stacks.baseline + 2 * self.cfg.stacks.duration

@@ -69,6 +69,13 @@ class WorkerState:
     exported: set[str] = field(default_factory=set)
     verdict: dict[str, Any] | None = None  # the latest stack look's verdict, with its evidence
 
+    def heat(self, now: float) -> float | None:
+        """How hot the worker is: the CPU it got or what its loop wanted (runnable), whichever is more. The look
+        schedule reads this one figure both when it decides and when it records a look: mixing the two once made
+        every look on a crowded machine a "CPU jump" and cost 17 % of a core."""
+        heat = [self.store.current(n, now) for n in ("cpu_percent", "loop_runnable_percent")]
+        return max((h for h in heat if h is not None), default=None)
+
 
 @dataclass
 class TargetState:
@@ -115,10 +122,7 @@ class World:
         hot_at = self.cfg.stacks.hot_cpu_percent
         for ts in self.targets.values():
             for ws in ts.workers.values():
-                # how hot: what it got of a CPU, or what it wanted (runnable), whichever is more
-                heat = [ws.store.current(n, now) for n in ("cpu_percent", "loop_runnable_percent")]
-                cpu = max((h for h in heat if h is not None), default=None)
-                sockets = ws.store.current("sockets", now)
+                cpu, sockets = ws.heat(now), ws.store.current("sockets", now)
                 sentinel = self.lookup(ts, ws, now)(_SENTINEL)
                 stalled = (
                     ws.store.current("loop_wait_outside_selector", now) == 1.0
