@@ -24,7 +24,7 @@ import pytest
 from examples.demo.harness import free_port
 from watchdog.agent.sdnotify import Notifier, from_environ
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def _fields(datagram: bytes) -> dict[str, str]:

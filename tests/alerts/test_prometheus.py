@@ -26,7 +26,7 @@ from tests.alerts.harness import (
     running_prometheus,
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(120)]
 
 RULES_TEST = RULES_YML.with_name("mcp-watchdog.rules.test.yml")
 SELECTOR = re.compile(r"\b(watchdog_[a-z_]+)(\{[^}]*\})?")

@@ -25,7 +25,7 @@ from watchdog.actions.alertmanager import AlertSink, alert_key, make_alert
 from watchdog.agent.metrics import AlertmanagerMetrics
 from watchdog.config import Alertmanager, Duration, FilePath
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(90)]
 
 
 def _alert(name: str = "cancel-delivery-spin", pid: int = 4242) -> tuple[str, Any]:

@@ -19,7 +19,7 @@ import pytest
 
 from tests.hostile.harness import base_config, guarded, log_rule, metrics_text
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(120)]
 
 SUPERVISOR = """
 import subprocess, sys, time

@@ -20,7 +20,7 @@ from aiohttp import web
 from examples.demo.harness import free_port
 from tests.hostile.harness import base_config, guarded, sleeper
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(120)]
 
 RULES = """
 rules:

@@ -19,7 +19,7 @@ from aiohttp import web
 from examples.demo.harness import free_port
 from tests.hostile.harness import base_config, guarded, log_rule, sleeper, watching
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(120)]
 
 LINE = b'demo_requests_total{pid="1",path="/a/very/long/path/to/make/lines/longer"} 12345\n'
 CHUNK = LINE * (65536 // len(LINE))

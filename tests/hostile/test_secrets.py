@@ -20,7 +20,7 @@ from examples.demo.harness import REPO
 from tests.conftest import py_spy_path
 from tests.hostile.harness import Webhooks, base_config, guarded, no_secret_in, sleeper, status_text
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(120)]
 
 API_KEY = "sk-live-4f3a9b2c1d8e7f60"
 DB_PASSWORD = "pa55word-db-7781"

@@ -19,7 +19,7 @@ import pytest
 
 from tests.hostile.harness import base_config, guarded, log_rule, metrics_text, sleeper
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(180)]
 
 CLIENTS = 1100
 HOLD = 12.0

@@ -18,7 +18,7 @@ from aiohttp import web
 from examples.demo.harness import free_port
 from tests.hostile.harness import base_config, guarded, log_rule, sleeper
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(120)]
 
 BLANKS = b"\n" * 65536
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.probes.peers import node_env, npm_bin
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 # scenario -> (the probe definition, the protocol settings its server speaks)
 PROBES: dict[str, tuple[str, tuple[str, ...]]] = {

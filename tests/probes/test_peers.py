@@ -22,7 +22,7 @@ from watchdog.config import Duration
 from watchdog.probes import McpProbe, ProbeResult, ProbeSpec, Timeouts, WorkerPid, run_probe
 from watchdog.probes._spec import HANDSHAKE_VERSIONS, MODERN_VERSIONS, JsonObject
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.timeout(300)]
 
 PROTOCOLS = ["auto", "legacy", *HANDSHAKE_VERSIONS, *MODERN_VERSIONS]
 
