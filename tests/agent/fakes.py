@@ -178,7 +178,7 @@ class Rig:
 
 @contextmanager
 def rig(cfg: Config, rules: LoadedRules, table: Table | None = None) -> Iterator[Rig]:
-    clock = Clock()
+    clock = table.clock if table is not None else Clock()
     table = table or Table(clock)
     looks, notes = Looks(), Recorder()
     recycler = Recycler(send=table.send, identity=table.alive, clock=Clock(auto=0.05), poll=0)

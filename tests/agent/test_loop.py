@@ -10,8 +10,9 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from tests.agent.fakes import Rig, config, look, rig
+from tests.agent.fakes import Clock, Rig, Table, config, look, rig
 from watchdog.actions.state import StateFile
+from watchdog.agent.loop import Agent
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
 
@@ -74,6 +75,31 @@ async def test_the_look_evidence_is_attached_and_the_diagnosis_does_not_delay_th
         assert note["evidence"]["diagnosis"] == {"verdicts": [{"kind": "spin"}]}
         assert order[0] == "diagnose started"
         assert order[1] != "diagnose sees signals 0", "the diagnosis ran before the SIGTERM went out"
+
+
+async def test_a_replacement_discovery_took_in_before_the_wait_began_is_still_the_replacement(tmp_path: Path) -> None:
+    # Discovery runs beside a recycle: it may take the new worker in between the old one's exit and the start of
+    # the wait for a replacement (seen in a fresh-clone run under load: "no replacement worker appeared").
+    cfg, rules = config(tmp_path)
+    seen: list[Agent] = []
+
+    class Discovering(Table):
+        def send(self, pid: int, sig: int) -> None:
+            super().send(pid, sig)
+            for view in self.scan():  # what the next process round does, before the recycler looks
+                seen[0].world.sync(seen[0].targets[view.name], view, lambda pid: None)
+
+    with rig(cfg, rules, Discovering(Clock())) as r:
+        seen.append(r.agent)
+        async with anyio.create_task_group() as tg:
+            r.agent.act_in(tg)
+            pid = await spin_scene(r)
+            for _ in range(4):
+                await r.tick()
+        rec = r.notes.sent[0]["evidence"]["recycle"]
+        new = max(r.table.procs)
+        assert r.table.signals == [(pid, "SIGTERM"), (pid, "SIGKILL")]
+        assert (rec["outcome"], rec["replacement"]) == ("recycled", new), rec["steps"]
 
 
 async def test_two_rules_on_one_blocked_worker_give_one_recycle_and_one_notification(tmp_path: Path) -> None:

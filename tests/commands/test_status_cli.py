@@ -164,6 +164,9 @@ def test_watch_redraws_until_interrupted_and_keeps_trying_when_the_watchdog_goes
         proc = subprocess.Popen(
             [sys.executable, "-m", "watchdog", "status", "--url", url, "--watch", "--interval", "0.2", "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env={**env, "PYTHONPATH": str(REPO)},
+            # Ctrl-C as a terminal delivers it: a run started in the background by a script (`make test &`)
+            # inherits SIGINT ignored, and Python then keeps it ignored
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
         try:
             assert proc.stdout is not None

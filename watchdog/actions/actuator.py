@@ -84,7 +84,11 @@ class WorldView(Protocol):
 
     def healthy_others(self, target: str, worker: WorkerId) -> int: ...
 
-    async def replacement(self, target: str, old: WorkerId, plan: RecyclePlan) -> tuple[int | None, str]: ...
+    def worker_pids(self, target: str) -> frozenset[int]: ...
+
+    async def replacement(
+        self, target: str, old: WorkerId, plan: RecyclePlan, before: frozenset[int]
+    ) -> tuple[int | None, str]: ...
 
 
 @dataclass
@@ -265,6 +269,8 @@ class Actuator:
             )
         )
         self._remember(worker, {"target": name, "origin": req.origin.name, "started": self.wall()})
+        # the workers before the SIGTERM: any other is the replacement, even one discovery has already taken in
+        before = self.world.worker_pids(name)
         try:
             async with anyio.create_task_group() as tg:
                 if diagnose:  # concurrently with the drain: evidence never delays the SIGTERM
@@ -277,7 +283,7 @@ class Actuator:
                     worker,
                     plan,
                     dry_run=dry,
-                    replacement=lambda old: self.world.replacement(name, old, plan),
+                    replacement=lambda old: self.world.replacement(name, old, plan, before),
                     http=self.http,
                     on_signal=lambda sig: self._signalled(worker, sig),
                 )

@@ -282,10 +282,16 @@ class Agent:
     def healthy_others(self, target: str, worker: WorkerId) -> int:
         return self.world.healthy_others(target, worker)
 
-    async def replacement(self, target: str, old: WorkerId, plan: RecyclePlan) -> tuple[int | None, str]:
+    def worker_pids(self, target: str) -> frozenset[int]:
+        ts = self.targets[target]
+        return frozenset(w.pid for w in ts.view.workers) if ts.view else frozenset()
+
+    async def replacement(
+        self, target: str, old: WorkerId, plan: RecyclePlan, before: frozenset[int]
+    ) -> tuple[int | None, str]:
         ts = self.targets[target]
         return await await_replacement(
-            self.discovery.scan, self.prober, ts, old, plan.replacement_timeout, clock=self.clock
+            self.discovery.scan, self.prober, ts, old, plan.replacement_timeout, before=before, clock=self.clock
         )
 
     def status(self) -> dict[str, Any]:

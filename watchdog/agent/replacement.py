@@ -17,11 +17,15 @@ async def await_replacement(
     old: WorkerId,
     within: float,
     *,
+    before: frozenset[int],
     clock: Callable[[], float],
 ) -> tuple[int | None, str]:
-    """The new worker's pid (or None) and what was seen: a new worker of the target must appear, and, if the
-    target has probes, a probe must pass on it (or, if answers never name a worker, on the target)."""
-    before = {w.pid for w in (ts.view.workers if ts.view else [])}
+    """The new worker's pid (or None) and what was seen: a worker of the target not among ``before`` (its
+    workers when the recycle began) must appear, and, if the target has probes, a probe must pass on it (or, if
+    answers never name a worker, on the target).
+
+    ``before`` is taken before the SIGTERM, not here: discovery runs beside the recycle and often takes the
+    replacement in before this wait begins (a fresh clone's test run under load missed one that way)."""
     deadline = clock() + within
     new_pid: int | None = None
     while clock() < deadline:
