@@ -6,12 +6,12 @@ compared with the mean of the two A phases around it, so drift over the run (ano
 server warming up) hits both sides of every ratio; the figure is the median of those ratios with their spread
 (min-max). (Pausing one watchdog with SIGSTOP between phases was tried and rejected: its stack looks then bunch
 up in the phases it runs, overstating its cost about threefold.) With the defaults each B starts when the look
-schedule takes a round of looks (at 0, 10, 30 s, then every 60 s per worker): 4 looks in 8 s, so the ratio is
-pessimistic; ``--seconds 60`` covers a whole look period per phase, at about three times the run time.
+schedule takes a round of looks (at 0, 10, 30, 70, 150 s, then every 120 s per worker): 4 looks in 8 s, so the
+ratio is pessimistic; ``--seconds 120`` covers a whole look period per phase, at about six times the run time.
 
 The watchdog's own CPU (py-spy children included) is measured apart, over ``--cpu-window`` seconds of one
 watchdog under load after ``--cpu-warmup`` seconds: a short window would over- or under-count its stack looks,
-which come every ``stacks.baseline`` (60 s) per worker once they have backed off. Its peak RSS is the kernel's
+which come every ``stacks.baseline`` (120 s) per worker once they have backed off. Its peak RSS is the kernel's
 high-water mark (VmHWM) over every watchdog of the run.
 
     .venv/bin/python -m bench.sidecar_overhead [--rounds 4] [--seconds 8] [--clients 16] [--workers 4] [--warmup 30]

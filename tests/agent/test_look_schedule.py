@@ -41,7 +41,16 @@ def test_sockets_dropping_brings_the_next_look_forward() -> None:
         run(s, t)  # looks at 0, 10, 30, 70: the gap is now 60
     assert run(s, 72) is None
     assert run(s, 76, sockets=1.0) == "changed"  # load stopped: a spin left behind would show now
-    assert run(s, 86, sockets=1.0) == "hot"  # and the gap is short again (5, doubled once by a healthy look)
+    assert [t for t in range(77, 140) if run(s, t, sockets=1.0)] == [136]  # healthy: the earned 60 s gap is back
+
+
+def test_a_snap_back_that_finds_trouble_keeps_watching_closely() -> None:
+    s = LookSchedule(min_gap=5, baseline=60)
+    for t in range(0, 71):
+        run(s, t)
+    assert run(s, 76, sockets=1.0, verdict="blocked") == "changed"
+    assert run(s, 81, sockets=1.0, verdict="busy") == "hot"  # trouble voids the earned gap: short again
+    assert [t for t in range(82, 100) if run(s, t, sockets=1.0)] == [91]  # and it backs off from there
 
 
 def test_cooling_down_resets_the_gap_and_stalls_bypass_it() -> None:
@@ -52,5 +61,6 @@ def test_cooling_down_resets_the_gap_and_stalls_bypass_it() -> None:
     assert run(s, 77) is None
     assert s.due(78, cpu=10.0, sockets=8.0, hot=False, stalled=False, cool=True) is None  # cooled down
     assert run(s, 79) == "hot"  # hot again after cooling: looked at once the short gap has passed
-    assert run(s, 84, stalled=True, hot=False, cpu=0.0) == "stalled"
-    assert s.due(85, cpu=0.0, sockets=8.0, hot=False, stalled=True) is None  # min_gap still holds
+    assert [t for t in range(80, 140) if run(s, t)] == [139]  # it found healthy work: the earned gap is back
+    assert run(s, 144, stalled=True, hot=False, cpu=0.0) == "stalled"
+    assert s.due(145, cpu=0.0, sockets=8.0, hot=False, stalled=True) is None  # min_gap still holds

@@ -140,11 +140,10 @@ class Agent:
 
     # ---- process: discovery + psutil ----------------------------------------------------------------------
     async def process_round(self) -> None:
-        views = await anyio.to_thread.run_sync(self.discovery.scan)
         now = self.clock()
+        views, readings = await anyio.to_thread.run_sync(self._scan_and_read, now)  # one trip to a thread
         for view in views:
             self._sync_workers(self.targets[view.name], view)
-        readings = await anyio.to_thread.run_sync(self._read_all, now)
         for ts in self.targets.values():
             for key, ws in list(ts.workers.items()):
                 reading = readings.get(key)
@@ -164,14 +163,16 @@ class Agent:
                 self.judge.worker(ts, ws, now)
             self.judge.target(ts, now)
 
-    def _read_all(self, now: float) -> dict[str, sources.ProcessReading]:
+    def _scan_and_read(self, now: float) -> tuple[list[TargetView], dict[str, sources.ProcessReading]]:
+        """Discovery's views and a reading of every worker in them (the new ones too), in a worker thread."""
+        views = self.discovery.scan()
         out = {}
-        for ts in self.targets.values():
-            for key, ws in ts.workers.items():
-                r = self.read_process(ws.id, now)
+        for view in views:
+            for wid in view.workers:
+                r = self.read_process(wid, now)
                 if r is not None:
-                    out[key] = r
-        return out
+                    out[wid.key] = r
+        return views, out
 
     def _sync_workers(self, ts: TargetState, view: TargetView) -> None:
         previous_problem = ts.view.problem if ts.view is not None else None

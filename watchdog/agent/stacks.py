@@ -178,7 +178,9 @@ class LookSchedule:
     behind keeps the CPU hot with its clients gone: the war story's "100 % CPU with no requests") or its CPU
     jumps from below 60 % to 90 % and more. Ordinary jitter under load (CPU hovering around the hot threshold,
     a few sockets coming and going) does not count. A worker that cools down (below half the hot threshold) is
-    looked at again as soon as it is hot. A look that left a spin suspect unconfirmed (too few cancel deliveries
+    looked at again as soon as it is hot. Such a snap-back buys one look: if it finds healthy work, the gap the
+    worker had earned comes back (a load balancer that idles and wakes workers all the time once cost the demo
+    a look every few seconds per worker). A look that left a spin suspect unconfirmed (too few cancel deliveries
     seen to tell a spin from timeout churn) is followed by another after ``suspect_gap``, up to ``suspect_relooks``
     times in a row; after that the worker is backed off like healthy work (a churning worker is not sampled
     without end).
@@ -192,6 +194,8 @@ class LookSchedule:
     suspects: int = 0
     last: float = -math.inf
     gap: float = 0.0
+    earned: float = 0.0
+    """The gap healthy looks had earned before a snap-back; a healthy look after it restores it."""
     fingerprint: tuple[float, int] | None = None
 
     def __post_init__(self) -> None:
@@ -213,17 +217,21 @@ class LookSchedule:
         if stalled and since >= self.min_gap:
             return "stalled"
         if cool:
-            self.gap = self.min_gap
+            self._snap_back()
         elif since >= min(self.min_gap, ONSET_GAP) and self.fingerprint is not None:
             was_cpu, was_sockets = self.fingerprint
             now_cpu, now_sockets = self._print(cpu, sockets)
             clients_left = was_sockets - now_sockets >= 3 and now_sockets <= was_sockets // 2
             if clients_left or (was_cpu < 60.0 and now_cpu >= 90.0):
-                self.gap = self.min_gap
+                self._snap_back()
                 return "changed"
         if hot and since >= self.gap:
             return "hot"
         return "baseline" if since >= self.baseline else None
+
+    def _snap_back(self) -> None:
+        self.earned = max(self.earned, self.gap)
+        self.gap = self.min_gap
 
     def looked(self, now: float, verdict: str | None, *, cpu: float | None, sockets: float | None) -> None:
         """Record a look and what it found: healthy work backs off, anything else keeps watching closely."""
@@ -233,6 +241,7 @@ class LookSchedule:
         # a few more samples decide a suspect: look again soon (the scope is remembered); a suspect that stays
         # unconfirmed look after look is timeout churn, and is backed off like healthy work
         healthy = verdict in ("busy", "active", "idle") or self.suspects > self.suspect_relooks
-        self.gap = min(max(self.gap, self.min_gap) * 2, self.baseline) if healthy else self.min_gap
+        self.gap = max(min(max(self.gap, self.min_gap) * 2, self.baseline), self.earned) if healthy else self.min_gap
+        self.earned = 0.0
         if 0 < self.suspects <= self.suspect_relooks:
             self.gap = min(self.min_gap, self.suspect_gap)

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from watchdog.agent.history import HISTORY_SIGNALS
 from watchdog.agent.sources import ProcessReading, Scrape
 from watchdog.agent.stacks import LookSchedule, StackLook
 from watchdog.config import Config, Target
@@ -22,6 +23,9 @@ from watchdog.rules import RuleEngine
 from watchdog.signals.catalog import SignalRef, parse_ref
 from watchdog.signals.series import SignalStore
 
+HISTORY = frozenset({*HISTORY_SIGNALS, "rss_bytes", "open_fds"})
+"""The signals whose past is read: the memory and fd slopes (``sources``) and the status page's charts; every
+other signal keeps only its latest points."""
 _SENTINEL = parse_ref(f"metric:{guard_metrics.CANCEL_SPIN_SCOPES.name}")
 
 
@@ -58,7 +62,7 @@ class Scanner(Protocol):
 class WorkerState:
     id: WorkerId
     target: str
-    store: SignalStore = field(default_factory=SignalStore)
+    store: SignalStore = field(default_factory=lambda: SignalStore(history=HISTORY))
     reading: ProcessReading | None = None
     looks: LookSchedule = field(default_factory=lambda: LookSchedule(5.0, 60.0))
     stack_error: str | None = None

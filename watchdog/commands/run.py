@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     import functools
+    import gc
 
     import anyio
 
@@ -63,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         from watchdog.agent import server
 
         runner = await server.start(agent, cfg.server.listen, flames=flames, inbox=agent.alerting.webhook_inbox)
+        # What start-up built lives as long as the process (modules, config, rules): the collector need not walk
+        # it again on every full collection. perf showed the collector at 8 % of a quiet watchdog's CPU.
+        gc.collect()
+        gc.freeze()
         log.info(
             "watchdog listening on http://%s (%d target(s), %d rule(s)%s)",
             cfg.server.listen,

@@ -305,7 +305,10 @@ class Stacks:
         check=at_least(0),
     )
     baseline: Duration = setting(
-        Duration(60.0), doc="Sample every worker at least this often, hot or not.", check=_BUSY
+        Duration(120.0),
+        doc="Sample every worker at least this often, hot or not (the backstop behind the cheap signals that "
+        "bring a look forward: a CPU jump, clients leaving, a stall sign, a failing probe, the guard's sentinel).",
+        check=_BUSY,
     )
     patterns: dict[str, Regex] = setting(
         doc="Named frame patterns; rules read `stack_share:NAME`, the share of samples matching.", factory=dict

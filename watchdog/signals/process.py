@@ -241,7 +241,7 @@ def snapshot(pid: int, create_time: float | None = None, *, connections: bool = 
         sockets: Counter[str] = Counter()
         clients = 0
         if connections:
-            conns = proc.net_connections(kind="inet")
+            conns = proc.net_connections(kind="tcp")  # listening and client sockets: TCP only
             listening = {c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN and c.laddr}
             for c in conns:
                 sockets[c.status] += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 
@@ -44,25 +44,42 @@ class Series:
 
 
 def slope(points: Iterable[Point]) -> float | None:
-    """Least-squares slope (value per second) of the points, or None with fewer than 3 points or no time spread."""
-    pts = list(points)
-    if len(pts) < 3:
-        return None
+    """Least-squares slope (value per second) of the points, or None with fewer than 3 points or no time spread.
+
+    One pass with times taken from the first point (it runs for two windows of every worker every second)."""
+    pts = points if isinstance(points, list) else list(points)
     n = len(pts)
-    mt = sum(p.t for p in pts) / n
-    mv = sum(p.value for p in pts) / n
-    var = sum((p.t - mt) ** 2 for p in pts)
+    if n < 3:
+        return None
+    t0 = pts[0].t
+    st = sv = stt = stv = 0.0
+    for p in pts:
+        x, y = p.t - t0, p.value
+        st += x
+        sv += y
+        stt += x * x
+        stv += x * y
+    var = stt - st * st / n
     if var <= 0:
         return None
-    return sum((p.t - mt) * (p.value - mv) for p in pts) / var
+    return (stv - st * sv / n) / var
 
 
 class SignalStore:
-    """Every signal of one worker. ``staleness`` is how old a point may be and still count as current."""
+    """Every signal of one worker. ``staleness`` is how old a point may be and still count as current.
 
-    def __init__(self, *, maxlen: int = 256) -> None:
+    ``history`` names the signals whose past is read (slopes, the status page's charts): those keep ``maxlen``
+    points; every other signal keeps only its latest few, since only its current value is ever read. (Keeping 256
+    points of every signal of every worker was a megabyte and a half of the watchdog's memory for nothing.)
+    None keeps the full history of every signal.
+    """
+
+    SHORT = 2
+
+    def __init__(self, *, maxlen: int = 256, history: Collection[str] | None = None) -> None:
         self._series: dict[str, Series] = {}
         self._maxlen = maxlen
+        self._history = None if history is None else frozenset(history)
         self._stale_after: dict[str, float] = {}
 
     def record(self, t: float, values: dict[str, float | None], *, stale_after: float) -> None:
@@ -72,7 +89,8 @@ class SignalStore:
                 continue
             series = self._series.get(name)
             if series is None:
-                series = self._series[name] = Series(self._maxlen)
+                long = self._history is None or name in self._history
+                series = self._series[name] = Series(self._maxlen if long else self.SHORT)
             series.add(t, float(value))
             self._stale_after[name] = stale_after
 

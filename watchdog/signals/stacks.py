@@ -17,6 +17,7 @@ is a pause per sample, measured by ``bench/diagnose_speed.py`` as echo latency w
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -97,7 +98,15 @@ class ThreadStacks:
     def count_frame(self, pattern: str | re.Pattern[str]) -> int:
         """How many samples have a frame whose ``name`` matches ``pattern`` (a regex, searched) anywhere."""
         rx = re.compile(pattern) if isinstance(pattern, str) else pattern
-        return self.count(lambda s: any(rx.search(f.name) for f in s.frames))
+        seen: dict[str, bool] = {}  # stacks share most of their frames: each name is searched once
+
+        def hit(name: str) -> bool:
+            found = seen.get(name)
+            if found is None:
+                found = seen[name] = rx.search(name) is not None
+            return found
+
+        return self.count(lambda s: any(hit(f.name) for f in s.frames))
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,14 @@ class StackSamples:
         return {f.path for t in self.threads for s in t.stacks for f in s.frames}
 
 
+@functools.lru_cache(maxsize=8192)
+def _frame(text: str) -> Frame:
+    """One ``name (file:line)`` of py-spy's output as a ``Frame``, shared: the same few hundred frames recur in
+    every sample of every look, and the looks kept for flame graphs held one object per frame per stack."""
+    fm = _FRAME.match(text)
+    return Frame(fm.group("name"), fm.group("file"), int(fm.group("line"))) if fm else Frame(text, "", 0)
+
+
 def parse_raw(text: str, *, pid: int = 0, duration_s: float = 0.0, rate_hz: int = 0, nonblocking: bool = False,
               samples: int | None = None, errors: int = 0) -> StackSamples:  # fmt: skip
     """Parse py-spy's ``--format raw --threads`` output (collapsed stacks, outermost first, then a count)."""
@@ -136,15 +153,9 @@ def parse_raw(text: str, *, pid: int = 0, duration_s: float = 0.0, rate_hz: int 
             tid = int(m.group("tid"), 16) if m.group("tid").startswith("0x") else int(m.group("tid"))
             name = (m.group("name") or "").strip()
             parts = parts[1:]
-        frames = []
-        for part in parts:
-            fm = _FRAME.match(part)
-            if fm:
-                frames.append(Frame(fm.group("name"), fm.group("file"), int(fm.group("line"))))
-            else:
-                frames.append(Frame(part, "", 0))
+        frames = [_frame(part) for part in reversed(parts)]
         names.setdefault(tid, name)
-        per_thread[tid][tuple(reversed(frames))] += int(count_text)
+        per_thread[tid][tuple(frames)] += int(count_text)
     threads = []
     for tid, stacks in per_thread.items():
         ordered = sorted((Stack(f, c) for f, c in stacks.items()), key=lambda s: -s.count)
