@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> None:
         from watchdog.agent import server
 
+        _watch_children_by_pidfd()
+
         runner = await server.start(agent, cfg.server.listen, flames=flames, inbox=agent.alerting.webhook_inbox)
         # What start-up built lives as long as the process (modules, config, rules): the collector need not walk
         # it again on every full collection. perf showed the collector at 8 % of a quiet watchdog's CPU.
@@ -104,6 +107,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"watchdog run: cannot listen on {cfg.server.listen}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
+
+
+def _watch_children_by_pidfd() -> None:
+    """Wait for py-spy children on a pidfd in the event loop, as Python 3.12+ does by itself.
+
+    Before 3.12 asyncio starts a thread for every child it waits for, and the sidecar starts py-spy many times a
+    minute: a thread, its stack and a malloc arena each time. Where the kernel has ``pidfd_open`` (Linux 5.3+),
+    use the watcher 3.12 chose; elsewhere keep the default. Called with the loop running.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    import asyncio
+
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # an older kernel, or seccomp forbids it
+        return
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
 
 
 def summary(agent: Agent) -> str:
