@@ -13,9 +13,6 @@ Blocking or not: by default py-spy pauses the target for each sample (``nonblock
 real anyio spin (README, "Blocking or nonblocking sampling"; ``bench/sampling_modes.py``), blocking samples
 saw ``_deliver_cancellation`` more often on 3.11, 3.12 and 3.13 and 10-20 % more samples were kept; the price
 is a pause per sample, measured by ``bench/diagnose_speed.py`` as echo latency with and without a diagnose.
-A paused sample is taken where the target next enters the kernel; py-spy runs on the target's CPU
-(``on_target_cpu``, see ``watchdog.signals.affinity``) so that this is where it was running, not its next
-system call.
 """
 
 from __future__ import annotations
@@ -48,7 +45,6 @@ from watchdog.errors import (
     SamplerFailed,
     UnsupportedPython,
 )
-from watchdog.signals.affinity import busiest_thread, follow, pin_to_target
 
 SUPPORTED_PYTHON = "CPython 3.8 to 3.13"
 _SUPPORTED_MINORS = range(8, 14)
@@ -212,11 +208,11 @@ def _read_bounded(path: str, limit: int) -> str:
     return data.decode(errors="replace")
 
 
-async def _read_all(stream: anyio.abc.ByteReceiveStream | None, into: bytearray, limit: int = 1 << 16) -> None:
+async def _read_all(stream: anyio.abc.ByteReceiveStream | None, into: bytearray) -> None:
     if stream is None:
         return
     async for chunk in stream:
-        if len(into) < limit:
+        if len(into) < 1 << 16:
             into.extend(chunk)
 
 
@@ -229,12 +225,8 @@ async def sample_stacks(
     py_spy: str | None = None,
     limiter: anyio.CapacityLimiter | None = None,
     grace: float = 5.0,
-    on_target_cpu: bool = True,
 ) -> StackSamples:
     """Sample ``pid``'s Python stacks for ``duration`` seconds at ``rate`` Hz with one py-spy process.
-
-    ``on_target_cpu``: py-spy runs on the CPU of ``pid``'s busiest thread and follows it (see
-    ``watchdog.signals.affinity``), so that blocking samples land where that thread runs.
 
     Raises ``PySpyMissing``, ``PtraceDenied``, ``ProcessGone`` (before attaching), ``NotPython``,
     ``UnsupportedPython`` or ``SamplerFailed``. A target that exits mid-window ends the run early without an
@@ -245,13 +237,12 @@ async def sample_stacks(
     duration = max(0.2, float(duration))
     hz = max(1, round(rate))
     if limiter is None:
-        return await _sample(exe, pid, duration, hz, nonblocking, grace, on_target_cpu)
+        return await _sample(exe, pid, duration, hz, nonblocking, grace)
     async with limiter:
-        return await _sample(exe, pid, duration, hz, nonblocking, grace, on_target_cpu)
+        return await _sample(exe, pid, duration, hz, nonblocking, grace)
 
 
-async def _sample(exe: str, pid: int, duration: float, hz: int, nonblocking: bool, grace: float,
-                  on_target_cpu: bool) -> StackSamples:  # fmt: skip
+async def _sample(exe: str, pid: int, duration: float, hz: int, nonblocking: bool, grace: float) -> StackSamples:
     with tempfile.TemporaryDirectory(prefix="watchdog-stacks-") as tmp:
         out = os.path.join(tmp, "stacks.raw")
         cmd = [exe, "record", "--pid", str(pid), "--format", "raw", "--output", out, "--rate", str(hz)]
@@ -261,18 +252,8 @@ async def _sample(exe: str, pid: int, duration: float, hz: int, nonblocking: boo
         err = bytearray()
         started = anyio.current_time()
         proc = await anyio.open_process(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        following = anyio.CancelScope()
-
-        async def keep_on_target_cpu() -> None:
-            with following:
-                tid = busiest_thread(pid)
-                pin_to_target(proc.pid, pid, tid)  # at once, before py-spy starts its sampling thread
-                await follow(proc.pid, pid, tid)
-
         try:
             async with anyio.create_task_group() as tg:
-                if on_target_cpu and not nonblocking:
-                    tg.start_soon(keep_on_target_cpu)
                 tg.start_soon(_read_all, proc.stderr, err)
                 with anyio.move_on_after(duration):
                     await proc.wait()
@@ -282,7 +263,6 @@ async def _sample(exe: str, pid: int, duration: float, hz: int, nonblocking: boo
                     await proc.wait()
                 if proc.returncode is None:
                     proc.kill()
-                following.cancel()
         finally:
             if proc.returncode is None:
                 proc.kill()
@@ -386,44 +366,21 @@ async def dump_locals(
     limiter: anyio.CapacityLimiter | None = None,
     enough: Callable[[list[LocalsDump]], bool] | None = None,
     per_dump: float = 5.0,
-    on_target_cpu: int | None = None,
 ) -> LocalsSeries:
     """Up to ``count`` dumps of ``pid`` with locals, ``interval`` apart, for at most ``max_seconds``; stops early
     when ``enough(dumps so far)`` says the question is answered. Never raises for a dump that fails (the series
     says how many did); raises ``PySpyMissing`` when there is no py-spy, ``ProcessGone`` when the process is gone,
     and the mapped ``InspectError`` when the first two dumps fail for a reason that will not go away (no
-    permission, not Python). ``on_target_cpu``: a thread id of ``pid``; each dump runs on the CPU that thread
-    last ran on (``watchdog.signals.affinity``), so that it catches the thread where it runs."""
+    permission, not Python)."""
     exe = find_py_spy(py_spy, pid=pid)
     if limiter is None:
-        return await _dumps(exe, pid, count, interval, max_seconds, nonblocking, enough, per_dump, on_target_cpu)
+        return await _dumps(exe, pid, count, interval, max_seconds, nonblocking, enough, per_dump)
     async with limiter:
-        return await _dumps(exe, pid, count, interval, max_seconds, nonblocking, enough, per_dump, on_target_cpu)
-
-
-async def _run_dump(cmd: list[str], pid: int, tid: int | None) -> tuple[int | None, bytes, bytes]:
-    """Run one ``py-spy dump`` to its end (killed when cancelled), on the CPU of ``pid``'s thread ``tid`` if given."""
-    out, err = bytearray(), bytearray()
-    proc = await anyio.open_process(cmd, stdin=subprocess.DEVNULL)
-    try:
-        if tid is not None:
-            pin_to_target(proc.pid, pid, tid)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_read_all, proc.stdout, out, MAX_RAW_BYTES)
-            tg.start_soon(_read_all, proc.stderr, err)
-            await proc.wait()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        with anyio.CancelScope(shield=True):
-            await proc.wait()
-            await proc.aclose()
-    return proc.returncode, bytes(out), bytes(err)
+        return await _dumps(exe, pid, count, interval, max_seconds, nonblocking, enough, per_dump)
 
 
 async def _dumps(exe: str, pid: int, count: int, interval: float, max_seconds: float, nonblocking: bool,
-                 enough: Callable[[list[LocalsDump]], bool] | None, per_dump: float,
-                 tid: int | None) -> LocalsSeries:  # fmt: skip
+                 enough: Callable[[list[LocalsDump]], bool] | None, per_dump: float) -> LocalsSeries:  # fmt: skip
     cmd = [exe, "dump", "--pid", str(pid), "--locals", "--json", "--full-filenames"]
     if nonblocking:
         cmd.append("--nonblocking")
@@ -435,13 +392,13 @@ async def _dumps(exe: str, pid: int, count: int, interval: float, max_seconds: f
         asked += 1
         t = anyio.current_time() - started
         with anyio.move_on_after(per_dump) as scope:
-            returncode, stdout, stderr_bytes = await _run_dump(cmd, pid, None if nonblocking else tid)
+            res = await anyio.run_process(cmd, check=False, stdin=subprocess.DEVNULL)
         if scope.cancelled_caught:
             failed, error = failed + 1, f"py-spy dump took over {per_dump:g} s"
             continue
-        if returncode != 0:
-            stderr = stderr_bytes.decode(errors="replace")
-            exc = classify_failure(pid, returncode, stderr)
+        if res.returncode != 0:
+            stderr = res.stderr.decode(errors="replace")
+            exc = classify_failure(pid, res.returncode, stderr)
             gone = isinstance(exc, ProcessGone) and not _exists(pid)
             # a lasting reason (gone, no permission, not Python) ends the series; one torn or raced dump does not
             if gone or (not dumps and failed >= 1 and not isinstance(exc, SamplerFailed | ProcessGone)):
@@ -449,7 +406,7 @@ async def _dumps(exe: str, pid: int, count: int, interval: float, max_seconds: f
             failed, error = failed + 1, str(exc)[:200]
             continue
         try:
-            dumps.append(parse_dump(stdout.decode(errors="replace"), t))
+            dumps.append(parse_dump(res.stdout.decode(errors="replace"), t))
         except (ValueError, TypeError, AttributeError) as exc:
             failed, error = failed + 1, f"unreadable py-spy dump output: {exc}"[:200]
             continue
