@@ -15,13 +15,17 @@ from watchdog.errors import ProcessGone
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-# Python 3.12+: a blocking py-spy dump of a spinning loop lands in its selector nearly every time (0 of 30 dumps
-# caught _deliver_cancellation on a quiet machine, measured 2026-12-01), so the scope's identity cannot be read,
-# and a 2 s recording holds 0-5 samples of it. The samples-only fallback (deliveries with no scope entered or
-# left) catches such a spin only when a sample shows it. Under load the dumps catch it more often, so these pass
-# there; on a quiet machine they may not. Known gap, not hidden: see the README (A spin, not timeout churn).
+# Python 3.12+ on a quiet VM: a blocking py-spy sample stops the target where it next enters the kernel. From
+# another CPU that is its next system call (the cross-CPU kick does not interrupt the guest where it runs; measured
+# with SIGSTOP + /proc/PID/syscall, `python -m bench.stop_points`). A 3.12/3.13 spin makes one system call per
+# loop iteration, epoll_wait in its selector, so nearly every sample lands there (0 of 30 dumps caught
+# _deliver_cancellation); 3.11's asyncio also calls getpid inside _deliver_cancellation, so 3.11 is not affected.
+# Under load the target is preempted at random points and these pass; on a quiet machine they may not. The
+# samples-only fallback (deliveries with no scope entered or left) catches such a spin only when a sample shows
+# it. Known gap, not hidden: see the README (A spin, not timeout churn).
 SPIN_312 = pytest.mark.xfail(
-    reason="py-spy rarely samples _deliver_cancellation of a 3.12+ spin on a quiet machine (see the comment)",
+    reason="on a quiet VM py-spy's stops of a 3.12+ spin land at its epoll_wait, not in _deliver_cancellation "
+    "(see the comment)",
     strict=False,
 )
 
