@@ -13,24 +13,6 @@ from watchdog.discovery import WorkerId
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-# Python 3.12+ on a quiet VM: a blocking py-spy sample stops the target where it next enters the kernel. From
-# another CPU that is its next system call (the cross-CPU kick does not interrupt the guest where it runs; measured
-# with SIGSTOP + /proc/PID/syscall, `python -m bench.stop_points`). A 3.12/3.13 spin makes one system call per
-# loop iteration, epoll_wait in its selector, so nearly every sample lands there (0 of 30 dumps caught
-# _deliver_cancellation); 3.11's asyncio also calls getpid inside _deliver_cancellation, so 3.11 is not affected.
-# Under load the target is preempted at random points and these pass; on a quiet machine they may not. The
-# samples-only fallback (deliveries with no scope entered or left) catches such a spin only when a sample shows
-# it. Known gap, not hidden: see the README (A spin, not timeout churn).
-SPIN_312 = pytest.mark.xfail(
-    reason="on a quiet VM py-spy's stops of a 3.12+ spin land at its epoll_wait, not in _deliver_cancellation "
-    "(see the comment)",
-    strict=False,
-)
-
-
-def versions(*vs: str) -> list[object]:
-    return [pytest.param(v, marks=SPIN_312) if v >= "3.12" else v for v in vs]
-
 
 async def test_a_named_pattern_is_the_share_of_loop_samples_matching_it() -> None:
     py_spy_path()
@@ -48,7 +30,7 @@ async def test_a_named_pattern_is_the_share_of_loop_samples_matching_it() -> Non
     assert look.locals_cpu_s == 0.0  # healthy windows take no locals dumps
 
 
-@pytest.mark.parametrize("version", versions("3.11", "3.12", "3.13"))
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
 async def test_a_real_spin_is_confirmed_by_its_scope_look_after_look_and_its_culprit_named(version: str) -> None:
     """One look at the default duration often decides (on 3.11 nearly always); the next looks at the same scope
     add to it, as the sidecar's schedule takes them (stack_spin_confidence >= 2 is medium). Each look is printed."""

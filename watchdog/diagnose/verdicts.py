@@ -300,10 +300,11 @@ def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds(), earlier: Sc
             and thread_cpu >= t.very_hot_cpu
             and main.share(main.app) < t.busy_app_share
         ):
-            # On Python 3.12+ on a quiet VM a blocking py-spy dump of a spinning loop lands in its selector nearly
-            # every time (0 deliveries caught in 30 dumps): the stop waits for the target's next system call, and
-            # a 3.12+ spin makes only epoll_wait (bench/stop_points.py). So the scope's identity cannot be read.
-            # The samples still tell the two apart: timeouts that fire enter, cancel and leave scopes (35-65 % of
+            # On Python 3.12+ on a quiet VM a blocking py-spy sample taken from another CPU lands in a spinning
+            # loop's selector nearly every time (0 deliveries caught in 30 dumps): the stop waits for the target's
+            # next system call, and a 3.12+ spin makes only epoll_wait (bench/stop_points.py). The locals dumps run
+            # on the target's CPU for that, but where they cannot (another cpuset), the scope's identity is not
+            # read. The samples still tell the two apart: timeouts that fire enter, cancel and leave scopes (35-65 % of
             # samples in every churn we measured, 17 % in the least), while a spin delivers the same cancellation
             # over and over and no scope ever enters or leaves (0 % in every spin we measured).
             culprit = _culprit(main, ev, scopes)
