@@ -13,20 +13,6 @@ from watchdog.discovery import WorkerId
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-# Python 3.12+: a blocking py-spy dump of a spinning loop lands in its selector nearly every time (0 of 30 dumps
-# caught _deliver_cancellation on a quiet machine, measured 2026-12-01), so the scope's identity cannot be read,
-# and a 2 s recording holds 0-5 samples of it. The samples-only fallback (deliveries with no scope entered or
-# left) catches such a spin only when a sample shows it. Under load the dumps catch it more often, so these pass
-# there; on a quiet machine they may not. Known gap, not hidden: see the README (A spin, not timeout churn).
-SPIN_312 = pytest.mark.xfail(
-    reason="py-spy rarely samples _deliver_cancellation of a 3.12+ spin on a quiet machine (see the comment)",
-    strict=False,
-)
-
-
-def versions(*vs: str) -> list[object]:
-    return [pytest.param(v, marks=SPIN_312) if v >= "3.12" else v for v in vs]
-
 
 async def test_a_named_pattern_is_the_share_of_loop_samples_matching_it() -> None:
     py_spy_path()
@@ -44,7 +30,7 @@ async def test_a_named_pattern_is_the_share_of_loop_samples_matching_it() -> Non
     assert look.locals_cpu_s == 0.0  # healthy windows take no locals dumps
 
 
-@pytest.mark.parametrize("version", versions("3.11", "3.12", "3.13"))
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
 async def test_a_real_spin_is_confirmed_by_its_scope_look_after_look_and_its_culprit_named(version: str) -> None:
     """One look at the default duration often decides (on 3.11 nearly always); the next looks at the same scope
     add to it, as the sidecar's schedule takes them (stack_spin_confidence >= 2 is medium). Each look is printed."""

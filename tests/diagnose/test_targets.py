@@ -1,7 +1,9 @@
 """diagnose on real standalone anyio processes, with real py-spy, on Python 3.11, 3.12 and 3.13.
 
-On 3.12 and 3.13 most samples of a spinning loop land in the selector (DESIGN.md), so these tests are what keeps
-the spin verdict honest across versions. Each prints what it saw (``pytest -s``).
+On a quiet VM a blocking sample taken from another CPU of a 3.12/3.13 spin lands at its one system call, in the
+selector (``watchdog.signals.affinity``; ``python -m bench.stop_points``); the locals dumps run on the target's CPU
+for that. Run on a quiet machine as well as a loaded one, these tests keep the spin verdict honest across
+versions. Each prints what it saw (``pytest -s``).
 """
 
 from __future__ import annotations
@@ -15,20 +17,6 @@ from watchdog.errors import ProcessGone
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-# Python 3.12+: a blocking py-spy dump of a spinning loop lands in its selector nearly every time (0 of 30 dumps
-# caught _deliver_cancellation on a quiet machine, measured 2026-12-01), so the scope's identity cannot be read,
-# and a 2 s recording holds 0-5 samples of it. The samples-only fallback (deliveries with no scope entered or
-# left) catches such a spin only when a sample shows it. Under load the dumps catch it more often, so these pass
-# there; on a quiet machine they may not. Known gap, not hidden: see the README (A spin, not timeout churn).
-SPIN_312 = pytest.mark.xfail(
-    reason="py-spy rarely samples _deliver_cancellation of a 3.12+ spin on a quiet machine (see the comment)",
-    strict=False,
-)
-
-
-def versions(*vs: str) -> list[object]:
-    return [pytest.param(v, marks=SPIN_312) if v >= "3.12" else v for v in vs]
-
 
 def show(report: DiagnoseReport) -> None:
     print("\n" + render_text(report))
@@ -40,7 +28,7 @@ def assert_valid(report: DiagnoseReport) -> None:
     jsonschema.validate(report.to_dict(), schema())
 
 
-@pytest.mark.parametrize("version", versions("3.11", "3.12", "3.13"))
+@pytest.mark.parametrize("version", ["3.11", "3.12", "3.13"])
 async def test_a_real_anyio_spin_is_a_spin(version: str) -> None:
     python, _ = python_with_anyio(version), py_spy_path()
     with target(python, "spin") as pid:
@@ -96,7 +84,14 @@ async def test_healthy_timeout_churn_is_never_a_spin(version: str, mode: str) ->
     print(f"{mode} on {version}: {p.state.kind}: {p.state.summary}")
 
 
-@pytest.mark.parametrize("version", versions("3.11", "3.13"))
+# On a quiet VM the recording (py-spy on another CPU) stops a 3.13 loop at its system calls or at a timer tick; the
+# honest task beside the spin runs 3000-step slices without a system call, so ticks land there and the window can
+# read as busy (1 of 5 quiet runs, 2026-12-01): no locals are taken then. A missed spin, never a false one.
+BESIDE_313 = pytest.mark.xfail(reason="quiet VM: the recording can call a 3.13 spin-beside window busy (see above)",
+                               strict=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("version", ["3.11", pytest.param("3.13", marks=BESIDE_313)])
 async def test_code_running_beside_a_spin_is_not_named_the_culprit(version: str) -> None:
     python, _ = python_with_anyio(version), py_spy_path()
     with target(python, "spin-beside") as pid:
@@ -116,7 +111,7 @@ async def test_code_running_beside_a_spin_is_not_named_the_culprit(version: str)
     print(f"spin-beside on {version}: {c.summary()} (beside ran in {beside} samples)")
 
 
-@pytest.mark.parametrize("version", versions("3.11", "3.13"))
+@pytest.mark.parametrize("version", ["3.11", "3.13"])
 async def test_a_spin_inside_a_library_says_plainly_no_application_frame_shows(version: str) -> None:
     python, _ = python_with_anyio(version), py_spy_path()
     with target(python, "spin-library") as pid:

@@ -84,7 +84,7 @@ async def with_locals(
     for _ in range(max(1, rounds)):
         try:
             more = await dump_locals(ev.info.pid, count=count, max_seconds=seconds, nonblocking=nonblocking,
-                                     py_spy=py_spy, limiter=limiter,
+                                     py_spy=py_spy, limiter=limiter, on_target_cpu=main.tid,
                                      enough=enough_seen(main.tid, give_up_after=give_up_after))  # fmt: skip
         except InspectError as exc:
             if series is None:

@@ -320,6 +320,14 @@ def _task_name(series: LocalsSeries | None, tid: int, function: str, path: str) 
     return names.most_common(1)[0][0] if names else None
 
 
+def dump_stacks(series: LocalsSeries | None, tid: int) -> tuple[Stack, ...]:
+    """Thread ``tid``'s stack in each dump of a locals series, one sample each: where a recording on a quiet VM
+    landed at the loop's system calls, the dumps (taken from the target's CPU) show where it runs."""
+    if series is None:
+        return ()
+    return tuple(Stack(tuple(f.frame for f in frames), 1) for d in series.dumps if (frames := d.thread(tid)))
+
+
 def find_culprit(stacks: tuple[Stack, ...], samples: int, series: LocalsSeries | None, tid: int,
                  scopes: ScopeEvidence | None = None, min_share: float = 0.05) -> Culprit | None:  # fmt: skip
     """The application frame that keeps a spin going, or the library frame when no application frame shows.

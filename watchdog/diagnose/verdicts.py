@@ -21,7 +21,7 @@ from typing import Literal
 
 from watchdog.diagnose import knowledge as k
 from watchdog.diagnose.evidence import ProcessEvidence
-from watchdog.diagnose.spin import Culprit, ScopeEvidence, find_culprit, lifecycle_share, scope_evidence
+from watchdog.diagnose.spin import Culprit, ScopeEvidence, dump_stacks, find_culprit, lifecycle_share, scope_evidence
 from watchdog.signals.stacks import Frame, Stack, ThreadStacks
 
 Severity = Literal["critical", "warning", "info"]
@@ -183,6 +183,15 @@ def spin_suspect(main: ThreadView, thread_cpu: float, flight_zero: bool | None, 
     return main.share(main.machinery) >= t.machinery_share and thread_cpu >= t.very_hot_cpu and flight_zero is not False
 
 
+def _culprit(main: ThreadView, ev: ProcessEvidence, scopes: ScopeEvidence | None) -> Culprit | None:
+    """The culprit in the recording's samples, else in the locals dumps' stacks (one sample each)."""
+    found = find_culprit(main.stacks, main.samples, ev.locals, main.tid, scopes)
+    if found is None and ev.locals is not None and ev.locals.dumps:
+        stacks = dump_stacks(ev.locals, main.tid)
+        found = find_culprit(stacks, len(stacks), ev.locals, main.tid, scopes)
+    return found
+
+
 def spin_advice(pid: int, culprit: Culprit | None) -> tuple[str, ...]:
     advice = [a.format(pid=pid) for a in k.ADVICE_SPIN]
     if culprit is not None:
@@ -259,7 +268,7 @@ def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds(), earlier: Sc
             churn_line = (f"{scopes.sentence()}; scopes entered or cancelled in {scopes.lifecycle:.0%} of samples: "
                           "timeouts firing in healthy work, not a spin")  # fmt: skip
         elif decision == "same" or scopes is None:
-            culprit = find_culprit(main.stacks, main.samples, ev.locals, main.tid, scopes)
+            culprit = _culprit(main, ev, scopes)
             advice = spin_advice(ev.info.pid, culprit)
             if culprit is not None:
                 ev_lines.append(f"culprit: {culprit.summary()}")
@@ -291,12 +300,14 @@ def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds(), earlier: Sc
             and thread_cpu >= t.very_hot_cpu
             and main.share(main.app) < t.busy_app_share
         ):
-            # On Python 3.12+ a blocking py-spy dump of a spinning loop lands in its selector nearly every time
-            # (0 deliveries caught in 30 dumps, measured), so the scope's identity cannot be read. The samples
-            # still tell the two apart: timeouts that fire enter, cancel and leave scopes (35-65 % of samples in
-            # every churn we measured, 17 % in the least), while a spin delivers the same cancellation over and
-            # over and no scope ever enters or leaves (0 % in every spin we measured).
-            culprit = find_culprit(main.stacks, main.samples, ev.locals, main.tid, scopes)
+            # On Python 3.12+ on a quiet VM a blocking py-spy sample taken from another CPU lands in a spinning
+            # loop's selector nearly every time (0 deliveries caught in 30 dumps): the stop waits for the target's
+            # next system call, and a 3.12+ spin makes only epoll_wait (bench/stop_points.py). The locals dumps run
+            # on the target's CPU for that, but where they cannot (another cpuset), the scope's identity is not
+            # read. The samples still tell the two apart: timeouts that fire enter, cancel and leave scopes (35-65 % of
+            # samples in every churn we measured, 17 % in the least), while a spin delivers the same cancellation
+            # over and over and no scope ever enters or leaves (0 % in every spin we measured).
+            culprit = _culprit(main, ev, scopes)
             ev_lines.append(
                 f"{scopes.sentence()}; but _deliver_cancellation ran in {hits} of {main.samples} samples while no "
                 "scope was entered, cancelled or left in any of them: one cancellation delivered over and over, "

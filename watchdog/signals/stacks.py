@@ -46,6 +46,7 @@ from watchdog.errors import (
     SamplerFailed,
     UnsupportedPython,
 )
+from watchdog.signals.affinity import pin_to_target
 
 SUPPORTED_PYTHON = "CPython 3.8 to 3.13"
 _SUPPORTED_MINORS = range(8, 14)
@@ -219,11 +220,11 @@ def _read_bounded(path: str, limit: int) -> str:
     return data.decode(errors="replace")
 
 
-async def _read_all(stream: anyio.abc.ByteReceiveStream | None, into: bytearray) -> None:
+async def _read_all(stream: anyio.abc.ByteReceiveStream | None, into: bytearray, limit: int = 1 << 16) -> None:
     if stream is None:
         return
     async for chunk in stream:
-        if len(into) < 1 << 16:
+        if len(into) < limit:
             into.extend(chunk)
 
 
@@ -377,21 +378,44 @@ async def dump_locals(
     limiter: anyio.CapacityLimiter | None = None,
     enough: Callable[[list[LocalsDump]], bool] | None = None,
     per_dump: float = 5.0,
+    on_target_cpu: int | None = None,
 ) -> LocalsSeries:
     """Up to ``count`` dumps of ``pid`` with locals, ``interval`` apart, for at most ``max_seconds``; stops early
     when ``enough(dumps so far)`` says the question is answered. Never raises for a dump that fails (the series
     says how many did); raises ``PySpyMissing`` when there is no py-spy, ``ProcessGone`` when the process is gone,
     and the mapped ``InspectError`` when the first two dumps fail for a reason that will not go away (no
-    permission, not Python)."""
+    permission, not Python). ``on_target_cpu``: a thread id of ``pid``; each dump runs on the CPU that thread
+    last ran on (``watchdog.signals.affinity``), so that it catches the thread where it runs."""
     exe = find_py_spy(py_spy, pid=pid)
     if limiter is None:
-        return await _dumps(exe, pid, count, interval, max_seconds, nonblocking, enough, per_dump)
+        return await _dumps(exe, pid, count, interval, max_seconds, nonblocking, enough, per_dump, on_target_cpu)
     async with limiter:
-        return await _dumps(exe, pid, count, interval, max_seconds, nonblocking, enough, per_dump)
+        return await _dumps(exe, pid, count, interval, max_seconds, nonblocking, enough, per_dump, on_target_cpu)
+
+
+async def _run_dump(cmd: list[str], pid: int, tid: int | None) -> tuple[int | None, bytes, bytes]:
+    """Run one ``py-spy dump`` to its end (killed when cancelled), on the CPU of ``pid``'s thread ``tid`` if given."""
+    out, err = bytearray(), bytearray()
+    proc = await anyio.open_process(cmd, stdin=subprocess.DEVNULL)
+    try:
+        if tid is not None:
+            pin_to_target(proc.pid, pid, tid)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_read_all, proc.stdout, out, MAX_RAW_BYTES)
+            tg.start_soon(_read_all, proc.stderr, err)
+            await proc.wait()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        with anyio.CancelScope(shield=True):
+            await proc.wait()
+            await proc.aclose()
+    return proc.returncode, bytes(out), bytes(err)
 
 
 async def _dumps(exe: str, pid: int, count: int, interval: float, max_seconds: float, nonblocking: bool,
-                 enough: Callable[[list[LocalsDump]], bool] | None, per_dump: float) -> LocalsSeries:  # fmt: skip
+                 enough: Callable[[list[LocalsDump]], bool] | None, per_dump: float,
+                 tid: int | None) -> LocalsSeries:  # fmt: skip
     cmd = [exe, "dump", "--pid", str(pid), "--locals", "--json", "--full-filenames"]
     if nonblocking:
         cmd.append("--nonblocking")
@@ -403,13 +427,13 @@ async def _dumps(exe: str, pid: int, count: int, interval: float, max_seconds: f
         asked += 1
         t = anyio.current_time() - started
         with anyio.move_on_after(per_dump) as scope:
-            res = await anyio.run_process(cmd, check=False, stdin=subprocess.DEVNULL)
+            returncode, stdout, stderr_bytes = await _run_dump(cmd, pid, None if nonblocking else tid)
         if scope.cancelled_caught:
             failed, error = failed + 1, f"py-spy dump took over {per_dump:g} s"
             continue
-        if res.returncode != 0:
-            stderr = res.stderr.decode(errors="replace")
-            exc = classify_failure(pid, res.returncode, stderr)
+        if returncode != 0:
+            stderr = stderr_bytes.decode(errors="replace")
+            exc = classify_failure(pid, returncode, stderr)
             gone = isinstance(exc, ProcessGone) and not _exists(pid)
             # a lasting reason (gone, no permission, not Python) ends the series; one torn or raced dump does not
             if gone or (not dumps and failed >= 1 and not isinstance(exc, SamplerFailed | ProcessGone)):
@@ -417,7 +441,7 @@ async def _dumps(exe: str, pid: int, count: int, interval: float, max_seconds: f
             failed, error = failed + 1, str(exc)[:200]
             continue
         try:
-            dumps.append(parse_dump(res.stdout.decode(errors="replace"), t))
+            dumps.append(parse_dump(stdout.decode(errors="replace"), t))
         except (ValueError, TypeError, AttributeError) as exc:
             failed, error = failed + 1, f"unreadable py-spy dump output: {exc}"[:200]
             continue
