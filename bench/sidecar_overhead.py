@@ -46,6 +46,25 @@ def _tree_cpu(p: psutil.Process) -> float:
     return total
 
 
+def _own_cpu(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return t.user + t.system
+
+
+async def _looks(url: str) -> dict[str, float]:
+    """``watchdog_stack_looks_total`` by reason, from the watchdog's own /metrics."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("watchdog_stack_looks_total{"):
+            reason = line.split('reason="', 1)[1].split('"', 1)[0]
+            out[reason] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def _peak_rss(pid: int) -> int:
     """The process's peak resident set size (VmHWM), in bytes."""
     with open(f"/proc/{pid}/status") as f:
@@ -63,6 +82,8 @@ class Figures:
     wd_cpu_seconds: float = 0.0
     wd_wall_seconds: float = 0.0
     peak_rss: list[int] = field(default_factory=list)
+    looks: dict[str, float] = field(default_factory=dict)  # stack looks in the CPU window, by why
+    own_cpu_seconds: float = 0.0  # the watchdog alone, py-spy children not counted
 
     def ratios(self) -> list[float]:
         return [b / ((a0 + a1) / 2) for b, a0, a1 in zip(self.with_wd, self.without, self.without[1:], strict=False)]
@@ -112,9 +133,12 @@ async def main(
             assert wd.proc is not None
             proc = psutil.Process(wd.proc.pid)
             await run_load(demo.mcp_url, clients=clients, seconds=cpu_warmup)
-            cpu0, t0 = _tree_cpu(proc), time.monotonic()
+            looks0 = await _looks(wd.url)
+            own0, cpu0, t0 = _own_cpu(proc), _tree_cpu(proc), time.monotonic()
             await run_load(demo.mcp_url, clients=clients, seconds=cpu_window)
             fig.wd_cpu_seconds = _tree_cpu(proc) - cpu0
+            fig.own_cpu_seconds = _own_cpu(proc) - own0
+            fig.looks = {k: v - looks0.get(k, 0.0) for k, v in (await _looks(wd.url)).items()}
             fig.wd_wall_seconds = time.monotonic() - t0
             fig.peak_rss.append(_peak_rss(proc.pid))
         finally:
@@ -140,6 +164,10 @@ def report(
     print(f"{'echo p99 (ms, median)':30} {pwo:10.1f} {pw:10.1f} {pw / pwo:7.3f}")
     print(f"{'watchdog CPU (% of a core)':30} {'':10} {cpu_share:10.2f} {'':7}  {'':13}  <= 1   (py-spy included; "
           f"{fig.wd_wall_seconds:.0f} s under load after {cpu_warmup:g} s)")  # fmt: skip
+    own = 100 * fig.own_cpu_seconds / fig.wd_wall_seconds
+    looks = ", ".join(f"{k} {v:g}" for k, v in sorted(fig.looks.items()) if v) or "none"
+    print(f"{'  of which the watchdog itself':30} {'':10} {own:10.2f} {'':7}  {'':13}        (py-spy: the rest; "
+          f"stack looks in the window: {looks})")  # fmt: skip
     print(f"{'watchdog peak RSS (MB)':30} {'':10} {max(fig.peak_rss) / 1e6:10.1f} {'':7}  {'':13}  <= 50")
     print(f"\nper phase, calls/s without: {[round(x) for x in fig.without]}, with: {[round(x) for x in fig.with_wd]}; "
           f"ratios {[round(r, 3) for r in ratios]}")  # fmt: skip
