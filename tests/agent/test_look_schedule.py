@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from watchdog.agent.stacks import LookSchedule
+from watchdog.agent.stacks import LookSchedule, StackLooker
+from watchdog.diagnose.spin import ScopeEvidence
+from watchdog.discovery import WorkerId
 
 
 def run(s: LookSchedule, t: float, verdict: str = "busy", **kw: object) -> str | None:
@@ -64,3 +66,18 @@ def test_cooling_down_resets_the_gap_and_stalls_bypass_it() -> None:
     assert [t for t in range(80, 140) if run(s, t)] == [139]  # it found healthy work: the earned gap is back
     assert run(s, 144, stalled=True, hot=False, cpu=0.0) == "stalled"
     assert s.due(145, cpu=0.0, sockets=8.0, hot=False, stalled=True) is None  # min_gap still holds
+
+
+def test_a_series_that_decided_churn_is_not_repeated_for_a_window_like_it() -> None:
+    now = [1000.0]
+    looker = StackLooker({}, churn_memory=600, clock=lambda: now[0])
+    w = WorkerId(7, 1.0)
+    churn = ScopeEvidence(26, 3, (("0xa", 1), ("0xb", 1), ("0xc", 1)))
+    assert looker.settled(w, 0.04) is None  # nothing decided yet: take a series
+    looker._churn[w] = (now[0], 0.04, churn)
+    assert looker.settled(w, 0.05) is churn  # as frequent: the decision stands
+    assert looker.settled(w, 0.09) is None  # deliveries more than twice as frequent: look again
+    assert looker.settled(w, 0.12) is None  # a tenth of samples or more: always look
+    assert looker.settled(WorkerId(8, 1.0), 0.0) is None  # another worker: its own series
+    now[0] += 601
+    assert looker.settled(w, 0.04) is None  # ten minutes on: the decision is renewed

@@ -256,3 +256,19 @@ def test_known_bad_anyio_versions_are_named(anyio: str, expected: str | None) ->
 def test_version_tuple_stops_at_a_pre_release() -> None:
     assert version_tuple("4.15.0rc1") == (4, 15, 0)
     assert version_tuple("4.14.2") == (4, 14, 2)
+
+
+def test_settled_churn_evidence_judges_a_window_without_locals_churn_and_never_a_spin() -> None:
+    # the sidecar skips the series for a window like one whose series decided churn, and passes that evidence
+    churn = ScopeEvidence(26, 3, (("0xa", 1), ("0xb", 1), ("0xc", 1)))
+    assert churn.decision() == "churn"
+    v = state_verdict(evidence("spin-py311", cpu=99.0), settled=churn)
+    assert v.kind != "spin"
+    assert any("3 different CancelScopes" in e and "not a spin" in e for e in v.evidence), v.evidence
+    # evidence that did not decide churn is no reason to skip anything: the window is judged as without it
+    same = ScopeEvidence(20, 8, (("0xa", 8),), redelivered=8)
+    assert state_verdict(evidence("spin-py311", cpu=99.0), settled=same) == state_verdict(
+        evidence("spin-py311", cpu=99.0)
+    )
+    # and a window that has its own locals is judged on them: a spin stays a spin
+    assert state_verdict(evidence("spin-py311", cpu=99.0, locals="spin-py311"), settled=churn).kind == "spin"

@@ -11,6 +11,7 @@ evidence for the rule that fires on it. Failures (py-spy missing, no ptrace perm
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -21,13 +22,14 @@ from typing import Any
 import anyio
 
 from watchdog.diagnose import collect_evidence
+from watchdog.diagnose.collect import with_locals
 from watchdog.diagnose.report import verdict_dict
 from watchdog.diagnose.spin import ScopeEvidence
 from watchdog.diagnose.verdicts import Verdict, hot_frames, main_view, state_verdict, thread_views
 from watchdog.discovery import WorkerId
 from watchdog.signals.catalog import BUILTIN_STACK_PATTERNS
 from watchdog.signals.interpreter import Interpreter
-from watchdog.signals.stacks import StackSamples
+from watchdog.signals.stacks import StackSamples, find_py_spy
 
 CONFIDENCE = {"low": 1.0, "medium": 2.0, "high": 3.0}
 
@@ -72,6 +74,13 @@ class StackLooker:
     A look whose window looks like a spin also takes up to ``locals_dumps`` ``py-spy dump --locals`` within
     ``locals_seconds`` (stopping once decided), and the scope evidence of a worker's last look is kept for
     ``remember`` seconds: a spin keeps its cancel scope, so a second look at the same scope adds to the first.
+
+    A series that decided timeout churn is not repeated for ``churn_memory`` seconds on a window like it (cancel
+    deliveries no more than twice as frequent, and under 10 % of samples): a healthy server whose own cancel
+    scopes show in a sample or two made every look take a series (0.2-0.4 s of CPU), the larger part of the
+    sidecar's cost under load. Such a window is judged churn on that evidence, and says so; it can never be
+    judged a spin that way. What it costs: a spin that starts in that worker within ``churn_memory`` and shows
+    no more deliveries than the churn did waits for the next series.
     """
 
     def __init__(
@@ -83,6 +92,7 @@ class StackLooker:
         locals_dumps: int = 40,
         locals_seconds: float = 2.0,
         remember: float = 30.0,
+        churn_memory: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.patterns = {name: re.compile(p) for name, p in {**BUILTIN_STACK_PATTERNS, **patterns}.items()}
@@ -91,9 +101,22 @@ class StackLooker:
         self.locals_dumps = locals_dumps
         self.locals_seconds = locals_seconds
         self.remember = remember
+        self.churn_memory = churn_memory
         self.clock = clock
+        self._churn: dict[WorkerId, tuple[float, float, ScopeEvidence]] = {}  # when, delivery share, evidence
         self._interpreters: dict[WorkerId, Interpreter] = {}  # a worker's Python does not change while it lives
         self._scopes: dict[WorkerId, tuple[float, ScopeEvidence]] = {}  # the last look's scopes, per worker
+
+    def settled(self, worker: WorkerId, share: float) -> ScopeEvidence | None:
+        """The churn evidence of this worker's last series, if recent and this window's delivery ``share`` is no
+        more than twice that series' window's (and under 10 %); else None: take a series."""
+        kept = self._churn.get(worker)
+        if kept is None:
+            return None
+        when, then, scopes = kept
+        if self.clock() - when > self.churn_memory or share > 2 * then or share >= 0.1:
+            return None
+        return scopes
 
     def earlier(self, worker: WorkerId) -> ScopeEvidence | None:
         """The scope evidence of ``worker``'s previous look, if recent enough to build on."""
@@ -106,14 +129,28 @@ class StackLooker:
         ev = await collect_evidence(
             worker.pid, create_time=worker.create_time, duration=duration, rate=rate,
             nonblocking=self.nonblocking, limiter=self.limiter, in_flight=in_flight,
-            interpreter=self._interpreters.get(worker), first_connections=False,
-            locals_dumps=self.locals_dumps, locals_seconds=self.locals_seconds,
+            interpreter=self._interpreters.get(worker), first_connections=False, locals_dumps=0,
         )  # fmt: skip
         if ev.interpreter is not None:
             if len(self._interpreters) > 256:  # workers come and go; keep the caches bounded
                 self._interpreters.clear()
             self._interpreters[worker] = ev.interpreter
-        verdict = state_verdict(ev, earlier=self.earlier(worker))
+        share = delivery_share(main_view(thread_views(ev), worker.pid))
+        settled = self.settled(worker, share)
+        if settled is None:
+            ev = await with_locals(ev, py_spy=find_py_spy(None, pid=worker.pid), limiter=self.limiter,
+                                   nonblocking=self.nonblocking, count=self.locals_dumps, seconds=self.locals_seconds,
+                                   give_up_after=self.locals_dumps)  # fmt: skip
+        verdict = state_verdict(ev, earlier=self.earlier(worker), settled=settled)
+        if settled is not None and verdict.scopes is settled:
+            ago = self.clock() - self._churn[worker][0]
+            verdict = dataclasses.replace(verdict, evidence=(*verdict.evidence, (
+                f"scope identities from this worker's look {ago:.0f} s ago (timeout churn); this window's cancel "
+                f"deliveries ({share:.0%} of samples) are no more frequent, so no new series was taken")))  # fmt: skip
+        elif verdict.scopes is not None and verdict.scopes.decision() == "churn":
+            if len(self._churn) > 256:
+                self._churn.clear()
+            self._churn[worker] = (self.clock(), share, verdict.scopes)
         if len(self._scopes) > 256:
             self._scopes.clear()
         if verdict.scopes is not None:
@@ -127,6 +164,11 @@ class StackLooker:
         # the summary rides in the verdict too, so rule evidence and notifications that attach the verdict carry it
         return StackLook(signals_of(verdict, main, self.patterns), {**verdict_dict(verdict), "look_summary": summary},
                          ev.stacks, culprit, summary, cost)  # fmt: skip
+
+
+def delivery_share(main: Any) -> float:
+    """The share of the loop thread's samples in anyio's ``_deliver_cancellation`` (0 without samples)."""
+    return main.spin_hits / main.samples if main is not None and main.samples else 0.0
 
 
 def signals_of(verdict: Verdict, main: Any, patterns: Mapping[str, re.Pattern[str]]) -> dict[str, float | None]:

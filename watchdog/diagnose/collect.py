@@ -201,7 +201,6 @@ async def collect_evidence(
     first_connections: bool = True,
     locals_dumps: int = DEFAULT_LOCALS_DUMPS,
     locals_seconds: float = DEFAULT_LOCALS_SECONDS,
-    locals_give_up: int = 12,
 ) -> ProcessEvidence:
     """The evidence for one process over one window, for callers that judge it themselves (the sidecar judges
     each worker with ``state_verdict`` exactly as ``diagnose`` does). ``create_time``, when given, must match:
@@ -212,11 +211,7 @@ async def collect_evidence(
     window's start (the state verdict reads connections at the end only; the fd-growth finding would need both).
     ``locals_dumps`` and ``locals_seconds`` bound the ``py-spy dump --locals`` series taken when the window looks
     like a spin (0 dumps: none, and a spin verdict stays at low confidence); one series per window here (the
-    sidecar builds on its previous look instead), where ``diagnose`` takes a second series while undecided. The
-    series gives up after ``locals_give_up`` dumps without a single cancel delivery, as ``diagnose``'s does: dumps
-    taken on the target's CPU catch a spin's delivery in a fifth of them or more on every Python (3.12 and 3.13
-    included, see ``bench/stop_points.py``), while a healthy server whose samples showed a delivery or two made
-    the sidecar take the full 40 dumps (0.4 s of CPU) on look after look.
+    sidecar builds on its previous look instead), where ``diagnose`` takes a second series while undecided.
     Windows shaped like timeout churn (samples entering and cancelling scopes) are not suspects and take none.
     """
     info = await anyio.to_thread.run_sync(describe, pid)
@@ -227,8 +222,7 @@ async def collect_evidence(
         info, duration=duration, rate=rate, nonblocking=nonblocking, py_spy=exe,
         limiter=limiter or anyio.CapacityLimiter(1), poll_interval=poll_interval,
         in_flight=lambda: (in_flight, None), interpreter=interpreter, first_connections=first_connections,
-        locals_dumps=locals_dumps, locals_seconds=locals_seconds, locals_rounds=1,
-        locals_give_up=min(locals_give_up, locals_dumps),
+        locals_dumps=locals_dumps, locals_seconds=locals_seconds, locals_rounds=1, locals_give_up=locals_dumps,
     )  # fmt: skip
 
 

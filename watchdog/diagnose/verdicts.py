@@ -199,11 +199,18 @@ def spin_advice(pid: int, culprit: Culprit | None) -> tuple[str, ...]:
     return tuple(advice)
 
 
-def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds(), earlier: ScopeEvidence | None = None) -> Verdict:
+def state_verdict(
+    ev: ProcessEvidence,
+    t: Thresholds = Thresholds(),
+    earlier: ScopeEvidence | None = None,
+    settled: ScopeEvidence | None = None,
+) -> Verdict:
     """What the process's main thread is doing over the window: spin, spin_suspect, busy, blocked, idle or active.
 
     ``earlier`` is the scope evidence of the previous look at the same process (the sidecar's): a spin keeps its
-    scope, so evidence builds across looks.
+    scope, so evidence builds across looks. ``settled`` is an earlier look's evidence that decided timeout churn,
+    for a window the caller took no locals of because it looked like that one (the sidecar's): it can only make
+    this window churn, never a spin.
     """
     views = thread_views(ev)
     main = main_view(views, ev.info.pid)
@@ -252,6 +259,8 @@ def state_verdict(ev: ProcessEvidence, t: Thresholds = Thresholds(), earlier: Sc
         lifecycle = lifecycle_share(main.stacks, main.samples)
         scopes = scope_evidence(ev.locals, main.tid, lifecycle)
         scopes = scopes.merged(earlier) if scopes is not None else None
+        if scopes is None and ev.locals is None and settled is not None and settled.decision() == "churn":
+            scopes = settled
         decision = (scopes.decision(t.spin_same_min, t.spin_same_share, t.spin_high_same, t.churn_lifecycle)
                     if scopes is not None else None)  # fmt: skip
         if scopes is not None:
