@@ -91,7 +91,7 @@ class Agent:
     async def run(self, *, ready: Callable[[], None] | None = None) -> None:
         """Run until cancelled. ``ready`` is called once the first discovery and process round is done."""
         unfinished = self.actuator.restore()
-        async with aiohttp.ClientSession() as http, anyio.create_task_group() as tg:
+        async with sources.http_session() as http, anyio.create_task_group() as tg:
             self.act_in(tg, http)
             await self.process_round()
             for target, worker, ago in unfinished:

@@ -159,6 +159,13 @@ def process_signals(
     return out
 
 
+def http_session() -> aiohttp.ClientSession:
+    """The agent's one HTTP session (scrapes, probes, webhooks, Alertmanager). A connection idle for more than
+    1 s is not reused: servers close idle ones (gunicorn after 2 s, uvicorn 5 s), and one closed just as a probe
+    went out on it failed a healthy FastMCP peer under load ("closed without a complete response")."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(keepalive_timeout=1.0))
+
+
 @dataclass
 class Scrape:
     """One scrape of a target's /metrics: its samples, or the error that prevented it."""
