@@ -39,7 +39,12 @@ async def test_survives_a_target_restart_and_a_metrics_endpoint_that_is_down(tmp
             await wd.wait_status(lambda s: len(s["targets"][0]["workers"]) == 2, within=15)
             old = set(first.worker_pids())
             first.stop()
-            gone = await wd.wait_status(lambda s: s["targets"][0]["workers"] == [], within=20)
+            # gunicorn stops its workers before it exits: "no workers right now" first, then the pidfile's process
+            # is gone; wait for the second state rather than race the master's exit
+            gone = await wd.wait_status(
+                lambda s: s["targets"][0]["workers"] == [] and "pidfile" in (s["targets"][0]["problem"] or ""),
+                within=20,
+            )
             target = gone["targets"][0]
             print(f"\ntarget down: problem={target['problem']!r}; metrics_error={target['metrics_error']!r}")
             assert "pidfile" in target["problem"]
