@@ -116,7 +116,9 @@ async def test_a_blocked_event_loop_is_recycled(demo: DemoServer) -> None:
             f"\nblock: worker {pid} -> {note['rule']}: {ev['stack_verdict']['summary']}; "
             f"{ev['stack_verdict']['evidence']}"
         )
-        assert note["rule"] == "event-loop-blocked"
+        # both rules see this fault: the stack look (blocked) or the guard's lag gauge (stalled) may fire first,
+        # the other joins the same recycle; on a busy machine the gauge sometimes wins
+        assert note["rule"] in ("event-loop-blocked", "event-loop-stalled")
         assert ev["stack_verdict"]["summary"].startswith("event loop blocked in block (")  # the demo tool's frame
         assert any("hrtimer_nanosleep" in line for line in ev["stack_verdict"]["evidence"])  # time.sleep, by the kernel
         assert ev["recycle"]["outcome"] == "recycled"
