@@ -25,7 +25,7 @@ from watchdog.diagnose import collect_evidence
 from watchdog.diagnose.collect import with_locals
 from watchdog.diagnose.report import verdict_dict
 from watchdog.diagnose.spin import ScopeEvidence
-from watchdog.diagnose.verdicts import Verdict, hot_frames, main_view, state_verdict, thread_views
+from watchdog.diagnose.verdicts import ThreadView, Verdict, hot_frames, main_view, state_verdict, thread_views
 from watchdog.discovery import WorkerId
 from watchdog.signals.catalog import BUILTIN_STACK_PATTERNS
 from watchdog.signals.interpreter import Interpreter
@@ -166,7 +166,7 @@ class StackLooker:
                          ev.stacks, culprit, summary, cost)  # fmt: skip
 
 
-def delivery_share(main: Any) -> float:
+def delivery_share(main: ThreadView | None) -> float:
     """The share of the loop thread's samples in anyio's ``_deliver_cancellation`` (0 without samples)."""
     return main.spin_hits / main.samples if main is not None and main.samples else 0.0
 

@@ -276,11 +276,7 @@ async def _sample(exe: str, pid: int, duration: float, hz: int, nonblocking: boo
                 if proc.returncode is None:
                     proc.kill()
         finally:
-            if proc.returncode is None:
-                proc.kill()
-            with anyio.CancelScope(shield=True):
-                await proc.wait()
-                await proc.aclose()
+            await _reap(proc)
         elapsed = anyio.current_time() - started
         stderr = err.decode(errors="replace").replace("\r", "\n")
         path = anyio.Path(out)
@@ -393,6 +389,15 @@ async def dump_locals(
         return await _dumps(exe, pid, count, interval, max_seconds, nonblocking, enough, per_dump, on_target_cpu)
 
 
+async def _reap(proc: anyio.abc.Process) -> None:
+    """Kill ``proc`` if it still runs and wait for it, even when the caller is being cancelled."""
+    if proc.returncode is None:
+        proc.kill()
+    with anyio.CancelScope(shield=True):
+        await proc.wait()
+        await proc.aclose()
+
+
 async def _run_dump(cmd: list[str], pid: int, tid: int | None) -> tuple[int | None, bytes, bytes]:
     """Run one ``py-spy dump`` to its end (killed when cancelled), on the CPU of ``pid``'s thread ``tid`` if given."""
     out, err = bytearray(), bytearray()
@@ -405,11 +410,7 @@ async def _run_dump(cmd: list[str], pid: int, tid: int | None) -> tuple[int | No
             tg.start_soon(_read_all, proc.stderr, err)
             await proc.wait()
     finally:
-        if proc.returncode is None:
-            proc.kill()
-        with anyio.CancelScope(shield=True):
-            await proc.wait()
-            await proc.aclose()
+        await _reap(proc)
     return proc.returncode, bytes(out), bytes(err)
 
 
