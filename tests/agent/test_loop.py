@@ -248,6 +248,23 @@ async def test_status_is_strict_json_and_dead_workers_leave_no_series(tmp_path: 
         assert f'pid="{pid}"' not in exposed
 
 
+async def test_the_target_series_are_served_before_the_first_scan(tmp_path: Path) -> None:
+    # /healthz answers before the first process round: a scrape then must already find the series the shipped
+    # Prometheus rules read (a CI run on a busy machine scraped in that gap and found no target series)
+    from prometheus_client import generate_latest
+
+    cfg, rules = config(tmp_path)
+    with rig(cfg, rules) as r:
+        exposed = generate_latest(r.agent.metrics.registry).decode()
+        assert 'watchdog_target_discovered{target="demo"} 0.0' in exposed
+        assert 'watchdog_workers{target="demo"} 0.0' in exposed
+        assert 'watchdog_budget_denied_total{target="demo"} 0.0' in exposed
+        r.table.spawn()
+        await r.tick()
+        exposed = generate_latest(r.agent.metrics.registry).decode()
+        assert 'watchdog_target_discovered{target="demo"} 1.0' in exposed
+
+
 async def test_a_worker_that_heats_up_is_looked_at_at_once(tmp_path: Path) -> None:
     """Even when its previous look was moments ago: the jump is how a spin begins (default 5 s look gap)."""
     cfg, rules = config(tmp_path, intervals={"process": "1s", "metrics": "1s", "stacks": "5s", "probes": "2s"})

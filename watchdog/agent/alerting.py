@@ -52,9 +52,13 @@ def generator_url(cfg: Config) -> str:
 
 def export_zeros(metrics: AgentMetrics, targets: list[str]) -> None:
     """Serve at 0, from the start, the counter series ``deploy/prometheus/mcp-watchdog.rules.yml`` reads:
-    ``increase()`` over a series that first appears at 1 sees nothing, so the first event would be missed."""
+    ``increase()`` over a series that first appears at 1 sees nothing, so the first event would be missed. The
+    target gauges are there too, at 0 until the first scan (a scrape can come before it; the missing-target alert
+    waits a minute)."""
     for name in targets:
         metrics.budget_denied.labels(name)
+        metrics.target_up.labels(name).set(0)
+        metrics.workers.labels(name).set(0)
     for outcome in ("recycled", "failed"):
         metrics.actions.labels("recycle", outcome)
     for outcome in ("sent", "failed"):

@@ -85,7 +85,7 @@ class AgentMetrics:
         self.workers = Gauge("watchdog_workers", "Live workers per target.", ["target"], registry=r)
         self.target_up = Gauge(
             "watchdog_target_discovered",
-            "1 if the target's process was found on the last scan.",
+            "1 if the target's process was found on the last scan (0 before the first).",
             ["target"],
             registry=r,
         )
