@@ -52,7 +52,8 @@ def _own_cpu(p: psutil.Process) -> float:
 
 
 async def _looks(url: str) -> dict[str, float]:
-    """``watchdog_stack_looks_total`` by reason, from the watchdog's own /metrics."""
+    """``watchdog_stack_looks_total`` by reason, and the ``--locals`` series (``series``, ``series_cpu_s``), from
+    the watchdog's own /metrics."""
     import aiohttp
 
     async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
@@ -62,6 +63,10 @@ async def _looks(url: str) -> dict[str, float]:
         if line.startswith("watchdog_stack_looks_total{"):
             reason = line.split('reason="', 1)[1].split('"', 1)[0]
             out[reason] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("watchdog_stack_locals_series_total "):
+            out["series"] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("watchdog_stack_locals_cpu_seconds_total "):
+            out["series_cpu_s"] = float(line.rsplit(" ", 1)[1])
     return out
 
 
@@ -115,7 +120,8 @@ async def main(
             fig.p99[key].append(pct(res.latencies, 0.99))
 
         await run_load(demo.mcp_url, clients=clients, seconds=min(5.0, seconds))  # the server warms up
-        await phase("without")
+        if rounds:
+            await phase("without")
         for _ in range(rounds):
             wd = Watchdog(watchdog_config(demo))
             await wd.start()
@@ -146,6 +152,15 @@ async def main(
     report(fig, rounds, seconds, clients, workers, warmup, cpu_warmup)
 
 
+def throughput(fig: Figures, ratios: list[float]) -> None:
+    wo, w = statistics.median(fig.without), statistics.median(fig.with_wd)
+    spread = f"{min(ratios):.3f}-{max(ratios):.3f}"
+    print(f"{'throughput (calls/s, median)':30} {wo:10.0f} {w:10.0f} {statistics.median(ratios):7.3f}  "
+          f"{spread:>13}  >= 0.97 (ratio: median of B / mean of the As beside it)")  # fmt: skip
+    pw, pwo = statistics.median(fig.p99["with"]) * 1000, statistics.median(fig.p99["without"]) * 1000
+    print(f"{'echo p99 (ms, median)':30} {pwo:10.1f} {pw:10.1f} {pw / pwo:7.3f}")
+
+
 def report(
     fig: Figures, rounds: int, seconds: float, clients: int, workers: int, warmup: float, cpu_warmup: float
 ) -> None:
@@ -156,21 +171,20 @@ def report(
           f"watchdog at its default intervals, started fresh and warmed up {warmup:g} s under load before its "
           f"phase\n")  # fmt: skip
     print(f"{'':30} {'without':>10} {'with':>10} {'ratio':>7}  {'spread':>13}  goal")
-    wo, w = statistics.median(fig.without), statistics.median(fig.with_wd)
-    spread = f"{min(ratios):.3f}-{max(ratios):.3f}"
-    print(f"{'throughput (calls/s, median)':30} {wo:10.0f} {w:10.0f} {statistics.median(ratios):7.3f}  "
-          f"{spread:>13}  >= 0.97 (ratio: median of B / mean of the As beside it)")  # fmt: skip
-    pw, pwo = statistics.median(fig.p99["with"]) * 1000, statistics.median(fig.p99["without"]) * 1000
-    print(f"{'echo p99 (ms, median)':30} {pwo:10.1f} {pw:10.1f} {pw / pwo:7.3f}")
+    if rounds:  # --rounds 0: the CPU and RSS figures only
+        throughput(fig, ratios)
     print(f"{'watchdog CPU (% of a core)':30} {'':10} {cpu_share:10.2f} {'':7}  {'':13}  <= 1   (py-spy included; "
           f"{fig.wd_wall_seconds:.0f} s under load after {cpu_warmup:g} s)")  # fmt: skip
     own = 100 * fig.own_cpu_seconds / fig.wd_wall_seconds
+    series, series_cpu = fig.looks.pop("series", 0.0), fig.looks.pop("series_cpu_s", 0.0)
     looks = ", ".join(f"{k} {v:g}" for k, v in sorted(fig.looks.items()) if v) or "none"
+    looks += f"; --locals series {series:g} ({series_cpu:.2f} s of py-spy CPU)"
     print(f"{'  of which the watchdog itself':30} {'':10} {own:10.2f} {'':7}  {'':13}        (py-spy: the rest; "
           f"stack looks in the window: {looks})")  # fmt: skip
     print(f"{'watchdog peak RSS (MB)':30} {'':10} {max(fig.peak_rss) / 1e6:10.1f} {'':7}  {'':13}  <= 50")
-    print(f"\nper phase, calls/s without: {[round(x) for x in fig.without]}, with: {[round(x) for x in fig.with_wd]}; "
-          f"ratios {[round(r, 3) for r in ratios]}")  # fmt: skip
+    if rounds:
+        print(f"\nper phase, calls/s without: {[round(x) for x in fig.without]}, "
+              f"with: {[round(x) for x in fig.with_wd]}; ratios {[round(r, 3) for r in ratios]}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -105,7 +105,13 @@ class Looks:
         self.taken: list[int] = []
 
     async def look(
-        self, worker: WorkerId, duration: float, rate: int, in_flight: dict[str, float] | None = None
+        self,
+        worker: WorkerId,
+        duration: float,
+        rate: int,
+        in_flight: dict[str, float] | None = None,
+        *,
+        kin: str | None = None,
     ) -> StackLook:
         self.taken.append(worker.pid)
         return self.by_pid.get(worker.pid) or look("busy")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from watchdog.agent.stacks import LookSchedule, StackLooker
+from watchdog.agent.stacks import Churn, LookSchedule, StackLooker
 from watchdog.diagnose.spin import ScopeEvidence
 from watchdog.discovery import WorkerId
 
@@ -72,12 +72,13 @@ def test_a_series_that_decided_churn_is_not_repeated_for_a_window_like_it() -> N
     now = [1000.0]
     looker = StackLooker({}, churn_memory=600, clock=lambda: now[0])
     w = WorkerId(7, 1.0)
-    churn = ScopeEvidence(26, 3, (("0xa", 1), ("0xb", 1), ("0xc", 1)))
-    assert looker.settled(w, 0.04) is None  # nothing decided yet: take a series
-    looker._churn[w] = (now[0], 0.04, churn)
-    assert looker.settled(w, 0.05) is churn  # as frequent: the decision stands
-    assert looker.settled(w, 0.09) is None  # deliveries more than twice as frequent: look again
-    assert looker.settled(w, 0.12) is None  # a tenth of samples or more: always look
-    assert looker.settled(WorkerId(8, 1.0), 0.0) is None  # another worker: its own series
+    churn = Churn(now[0], 0.04, ScopeEvidence(26, 3, (("0xa", 1), ("0xb", 1), ("0xc", 1))), 7)
+    assert looker.settled("demo", 0.04) is None  # nothing decided yet: take a series
+    looker._churn["demo"] = churn  # a series on worker 7 of target demo decided churn
+    assert looker.settled("demo", 0.05) is churn  # as frequent: the decision stands, for every worker of demo
+    assert looker.settled("demo", 0.09) is None  # deliveries more than twice as frequent: look again
+    assert looker.settled("demo", 0.12) is None  # a tenth of samples or more: always look
+    assert looker.settled("other", 0.0) is None  # another target: its own series
+    assert looker.settled(w, 0.0) is None  # a look without kin keeps its own, per worker
     now[0] += 601
-    assert looker.settled(w, 0.04) is None  # ten minutes on: the decision is renewed
+    assert looker.settled("demo", 0.04) is None  # ten minutes on: the decision is renewed

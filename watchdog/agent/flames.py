@@ -279,9 +279,15 @@ class KeepingSampler:
         self.keeper = keeper
 
     async def look(
-        self, worker: WorkerId, duration: float, rate: int, in_flight: dict[str, float] | None = None
+        self,
+        worker: WorkerId,
+        duration: float,
+        rate: int,
+        in_flight: dict[str, float] | None = None,
+        *,
+        kin: str | None = None,
     ) -> StackLook:
-        look: StackLook = await self.inner.look(worker, duration, rate, in_flight=in_flight)
+        look: StackLook = await self.inner.look(worker, duration, rate, in_flight=in_flight, kin=kin)
         self.keeper.looked(worker.pid, look.samples)
         return look
 

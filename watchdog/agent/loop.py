@@ -237,7 +237,7 @@ class Agent:
             in_flight = ts.scrape.in_flight(ws.id.pid) if fresh and ts.scrape is not None else None
             try:
                 look = await self.stack_sampler.look(
-                    ws.id, self.cfg.stacks.duration, self.cfg.stacks.rate, in_flight=in_flight or None
+                    ws.id, self.cfg.stacks.duration, self.cfg.stacks.rate, in_flight=in_flight or None, kin=ts.cfg.name
                 )
             except ProcessGone:
                 return  # the worker exited (or was recycled) mid-look: discovery reports that, not a sampling fault
@@ -251,6 +251,7 @@ class Agent:
             finally:
                 self.metrics.stack_seconds.inc(self.clock() - start)
         ws.stack_error, ws.verdict = None, look.verdict
+        self.metrics.looked(look.locals_cpu_s)
         now = self.clock()
         ws.looks.looked(now, look.verdict.get("kind"), cpu=ws.heat(now), sockets=ws.store.current("sockets", now))
         # a look stays current until the next one is due at the latest (the baseline), so rules can cross it

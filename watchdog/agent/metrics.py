@@ -146,7 +146,21 @@ class AgentMetrics:
             ["reason"],
             registry=r,
         )
+        self.locals_series = Counter(
+            "watchdog_stack_locals_series_total",
+            "Series of py-spy dump --locals taken to tell a spin from timeout churn (each costs 0.1-0.4 s of CPU).",
+            registry=r,
+        )
+        self.locals_cpu = Counter(
+            "watchdog_stack_locals_cpu_seconds_total", "CPU seconds those series cost (py-spy's).", registry=r
+        )
         self.alertmanager = AlertmanagerMetrics(r)
+
+    def looked(self, locals_cpu_s: float) -> None:
+        """A stack look ended; ``locals_cpu_s`` is what its ``--locals`` series cost (0.0: none was taken)."""
+        if locals_cpu_s:
+            self.locals_series.inc()
+            self.locals_cpu.inc(locals_cpu_s)
 
     @staticmethod
     def remove_series(metric: Gauge, *labels: str) -> None:

@@ -12,10 +12,11 @@ evidence for the rule that fires on it. Failures (py-spy missing, no ptrace perm
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from watchdog.signals.catalog import BUILTIN_STACK_PATTERNS
 from watchdog.signals.interpreter import Interpreter
 from watchdog.signals.stacks import StackSamples, find_py_spy
 
+log = logging.getLogger("watchdog.agent")
 CONFIDENCE = {"low": 1.0, "medium": 2.0, "high": 3.0}
 
 
@@ -49,6 +51,17 @@ class StackLook:
     culprit: dict[str, Any] | None = None
     summary: str = ""
     locals_cpu_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Churn:
+    """A series of ``--locals`` dumps that decided timeout churn: ``when``, the delivery ``share`` of its window,
+    its ``scopes``, and the ``pid`` it was taken on."""
+
+    when: float
+    share: float
+    scopes: ScopeEvidence
+    pid: int
 
 
 def look_summary(v: Verdict) -> str:
@@ -78,9 +91,11 @@ class StackLooker:
     A series that decided timeout churn is not repeated for ``churn_memory`` seconds on a window like it (cancel
     deliveries no more than twice as frequent, and under 10 % of samples): a healthy server whose own cancel
     scopes show in a sample or two made every look take a series (0.2-0.4 s of CPU), the larger part of the
-    sidecar's cost under load. Such a window is judged churn on that evidence, and says so; it can never be
-    judged a spin that way. What it costs: a spin that starts in that worker within ``churn_memory`` and shows
-    no more deliveries than the churn did waits for the next series.
+    sidecar's cost under load. The decision is shared by a look's ``kin`` (the agent passes the target: its
+    workers run the same code under the same load balancer), so one series serves them all. Such a window is
+    judged churn on that evidence, and says so; it can never be judged a spin that way. What it costs: a spin
+    that starts within ``churn_memory`` and shows no more deliveries than the churn did waits for the next series
+    (a spin re-delivers in a third of samples or more; the memory ends at a tenth).
     """
 
     def __init__(
@@ -103,20 +118,17 @@ class StackLooker:
         self.remember = remember
         self.churn_memory = churn_memory
         self.clock = clock
-        self._churn: dict[WorkerId, tuple[float, float, ScopeEvidence]] = {}  # when, delivery share, evidence
+        self._churn: dict[Hashable, Churn] = {}  # by kin (or worker): the last series that decided churn
         self._interpreters: dict[WorkerId, Interpreter] = {}  # a worker's Python does not change while it lives
         self._scopes: dict[WorkerId, tuple[float, ScopeEvidence]] = {}  # the last look's scopes, per worker
 
-    def settled(self, worker: WorkerId, share: float) -> ScopeEvidence | None:
-        """The churn evidence of this worker's last series, if recent and this window's delivery ``share`` is no
-        more than twice that series' window's (and under 10 %); else None: take a series."""
-        kept = self._churn.get(worker)
-        if kept is None:
+    def settled(self, key: Hashable, share: float) -> Churn | None:
+        """The last series that decided churn for ``key`` (a kin, or a worker), if recent and this window's
+        delivery ``share`` is no more than twice that series' window's (and under 10 %); else None: take one."""
+        kept = self._churn.get(key)
+        if kept is None or self.clock() - kept.when > self.churn_memory or share > 2 * kept.share or share >= 0.1:
             return None
-        when, then, scopes = kept
-        if self.clock() - when > self.churn_memory or share > 2 * then or share >= 0.1:
-            return None
-        return scopes
+        return kept
 
     def earlier(self, worker: WorkerId) -> ScopeEvidence | None:
         """The scope evidence of ``worker``'s previous look, if recent enough to build on."""
@@ -124,7 +136,13 @@ class StackLooker:
         return kept[1] if kept is not None and self.clock() - kept[0] <= self.remember else None
 
     async def look(
-        self, worker: WorkerId, duration: float, rate: int, in_flight: dict[str, float] | None = None
+        self,
+        worker: WorkerId,
+        duration: float,
+        rate: int,
+        in_flight: dict[str, float] | None = None,
+        *,
+        kin: str | None = None,
     ) -> StackLook:
         ev = await collect_evidence(
             worker.pid, create_time=worker.create_time, duration=duration, rate=rate,
@@ -135,32 +153,37 @@ class StackLooker:
             if len(self._interpreters) > 256:  # workers come and go; keep the caches bounded
                 self._interpreters.clear()
             self._interpreters[worker] = ev.interpreter
-        share = delivery_share(main_view(thread_views(ev), worker.pid))
-        settled = self.settled(worker, share)
+        main = main_view(thread_views(ev), worker.pid)  # the series below adds locals, never samples: it stands
+        share = delivery_share(main)
+        key: Hashable = kin if kin is not None else worker
+        churn = self.settled(key, share)
+        settled = churn.scopes if churn is not None else None
         if settled is None:
             ev = await with_locals(ev, py_spy=find_py_spy(None, pid=worker.pid), limiter=self.limiter,
                                    nonblocking=self.nonblocking, count=self.locals_dumps, seconds=self.locals_seconds,
                                    give_up_after=self.locals_dumps)  # fmt: skip
         verdict = state_verdict(ev, earlier=self.earlier(worker), settled=settled)
-        if settled is not None and verdict.scopes is settled:
-            ago = self.clock() - self._churn[worker][0]
+        borrowed = churn is not None and verdict.scopes is settled
+        if churn is not None and borrowed:
+            whose = "this worker's look" if churn.pid == worker.pid else f"the look at worker {churn.pid}"
             verdict = dataclasses.replace(verdict, evidence=(*verdict.evidence, (
-                f"scope identities from this worker's look {ago:.0f} s ago (timeout churn); this window's cancel "
-                f"deliveries ({share:.0%} of samples) are no more frequent, so no new series was taken")))  # fmt: skip
+                f"scope identities from {whose} {self.clock() - churn.when:.0f} s ago (timeout churn); this "
+                f"window's cancel deliveries ({share:.0%} of samples) are no more frequent, so no new series was "
+                "taken")))  # fmt: skip
         elif verdict.scopes is not None and verdict.scopes.decision() == "churn":
             if len(self._churn) > 256:
                 self._churn.clear()
-            self._churn[worker] = (self.clock(), share, verdict.scopes)
+            self._churn[key] = Churn(self.clock(), share, verdict.scopes, worker.pid)
         if len(self._scopes) > 256:
             self._scopes.clear()
-        if verdict.scopes is not None:
+        if verdict.scopes is not None and not borrowed:  # another process's addresses never chain into a spin
             self._scopes[worker] = (self.clock(), verdict.scopes)
         else:
             self._scopes.pop(worker, None)  # a look that saw no spin suspect breaks the chain
-        main = main_view(thread_views(ev), worker.pid)
         culprit = verdict.culprit.to_dict() if verdict.culprit is not None else None
         cost = ev.locals.cpu_s if ev.locals is not None else 0.0
         summary = look_summary(verdict)
+        log.debug("stack look at worker %d: %s (--locals series: %.2f s of CPU)", worker.pid, summary, cost)
         # the summary rides in the verdict too, so rule evidence and notifications that attach the verdict carry it
         return StackLook(signals_of(verdict, main, self.patterns), {**verdict_dict(verdict), "look_summary": summary},
                          ev.stacks, culprit, summary, cost)  # fmt: skip

@@ -6,6 +6,7 @@ budget). It never samples and never acts; the loop feeds it and the actuator ask
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from watchdog.guard import _metrics as guard_metrics  # the guard's metric names
 from watchdog.rules import RuleEngine
 from watchdog.signals.catalog import SignalRef, parse_ref
 from watchdog.signals.series import SignalStore
+
+log = logging.getLogger("watchdog.agent")
 
 HISTORY = frozenset({*HISTORY_SIGNALS, "rss_bytes", "open_fds"})
 """The signals whose past is read: the memory and fd slopes (``sources``) and the status page's charts; every
@@ -48,7 +51,13 @@ class StackSampler(Protocol):
     """Takes one look at a worker's stacks (``watchdog.agent.stacks.StackLooker`` is the real one)."""
 
     async def look(
-        self, worker: WorkerId, duration: float, rate: int, in_flight: dict[str, float] | None = None
+        self,
+        worker: WorkerId,
+        duration: float,
+        rate: int,
+        in_flight: dict[str, float] | None = None,
+        *,
+        kin: str | None = None,
     ) -> StackLook: ...
 
 
@@ -138,6 +147,8 @@ class World:
                     hot=cpu is not None and cpu >= hot_at, cool=cpu is not None and cpu < hot_at / 2,
                 )  # fmt: skip
                 if why is not None and not skip(ws.id):
+                    log.debug("stack look at %s worker %d: %s (heat %s %%, gap %.0f s)", ts.cfg.name, ws.id.pid, why,
+                              "-" if cpu is None else f"{cpu:.0f}", ws.looks.gap)  # fmt: skip
                     ws.looks.last = now
                     due.append((why, ts, ws))
         return due
