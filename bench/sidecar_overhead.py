@@ -9,13 +9,15 @@ up in the phases it runs, overstating its cost about threefold.) With the defaul
 schedule takes a round of looks (at 0, 10, 30, 70, 150 s, then every 120 s per worker): 4 looks in 8 s, so the
 ratio is pessimistic; ``--seconds 120`` covers a whole look period per phase, at about six times the run time.
 
-The watchdog's own CPU (py-spy children included) is measured apart, over ``--cpu-window`` seconds of one
-watchdog under load after ``--cpu-warmup`` seconds: a short window would over- or under-count its stack looks,
-which come every ``stacks.baseline`` (120 s) per worker once they have backed off. Its peak RSS is the kernel's
-high-water mark (VmHWM) over every watchdog of the run.
+The watchdog's own CPU (py-spy children included) is measured apart on one watchdog under load: over its first
+``--cpu-warmup`` seconds (the look schedule ramping up: looks at 0, 10, 30, 70 and 150 s per worker, each first
+look of a kind of window paying for a ``--locals`` series), then in its steady state over ``--cpu-window``
+seconds, two whole ``stacks.baseline`` periods (a window of one period or less over- or under-counts looks that
+come every 120 s per worker). The goal is on the steady state. Its peak RSS is the kernel's high-water mark
+(VmHWM) over every watchdog of the run. ``--rounds 0`` measures only these.
 
     .venv/bin/python -m bench.sidecar_overhead [--rounds 4] [--seconds 8] [--clients 16] [--workers 4] [--warmup 30]
-                                               [--cpu-warmup 80] [--cpu-window 120]
+                                               [--cpu-warmup 160] [--cpu-window 240]
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class Figures:
     peak_rss: list[int] = field(default_factory=list)
     looks: dict[str, float] = field(default_factory=dict)  # stack looks in the CPU window, by why
     own_cpu_seconds: float = 0.0  # the watchdog alone, py-spy children not counted
+    ramp_share: float = 0.0  # % of a core over the first --cpu-warmup seconds, py-spy included
 
     def ratios(self) -> list[float]:
         return [b / ((a0 + a1) / 2) for b, a0, a1 in zip(self.with_wd, self.without, self.without[1:], strict=False)]
@@ -138,7 +141,9 @@ async def main(
         try:
             assert wd.proc is not None
             proc = psutil.Process(wd.proc.pid)
+            ramp0, tr = _tree_cpu(proc), time.monotonic()
             await run_load(demo.mcp_url, clients=clients, seconds=cpu_warmup)
+            fig.ramp_share = 100 * (_tree_cpu(proc) - ramp0) / (time.monotonic() - tr)
             looks0 = await _looks(wd.url)
             own0, cpu0, t0 = _own_cpu(proc), _tree_cpu(proc), time.monotonic()
             await run_load(demo.mcp_url, clients=clients, seconds=cpu_window)
@@ -174,13 +179,15 @@ def report(
     if rounds:  # --rounds 0: the CPU and RSS figures only
         throughput(fig, ratios)
     print(f"{'watchdog CPU (% of a core)':30} {'':10} {cpu_share:10.2f} {'':7}  {'':13}  <= 1   (py-spy included; "
-          f"{fig.wd_wall_seconds:.0f} s under load after {cpu_warmup:g} s)")  # fmt: skip
+          f"steady state: {fig.wd_wall_seconds:.0f} s under load after {cpu_warmup:g} s)")  # fmt: skip
     own = 100 * fig.own_cpu_seconds / fig.wd_wall_seconds
     series, series_cpu = fig.looks.pop("series", 0.0), fig.looks.pop("series_cpu_s", 0.0)
     looks = ", ".join(f"{k} {v:g}" for k, v in sorted(fig.looks.items()) if v) or "none"
     looks += f"; --locals series {series:g} ({series_cpu:.2f} s of py-spy CPU)"
     print(f"{'  of which the watchdog itself':30} {'':10} {own:10.2f} {'':7}  {'':13}        (py-spy: the rest; "
           f"stack looks in the window: {looks})")  # fmt: skip
+    print(f"{'  its first minutes':30} {'':10} {fig.ramp_share:10.2f} {'':7}  {'':13}        (the first "
+          f"{cpu_warmup:g} s under load: the look schedule ramping up)")  # fmt: skip
     print(f"{'watchdog peak RSS (MB)':30} {'':10} {max(fig.peak_rss) / 1e6:10.1f} {'':7}  {'':13}  <= 50")
     if rounds:
         print(f"\nper phase, calls/s without: {[round(x) for x in fig.without]}, "
@@ -194,7 +201,7 @@ if __name__ == "__main__":
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--warmup", type=float, default=30.0)
-    p.add_argument("--cpu-warmup", type=float, default=80.0)
-    p.add_argument("--cpu-window", type=float, default=120.0)
+    p.add_argument("--cpu-warmup", type=float, default=160.0)
+    p.add_argument("--cpu-window", type=float, default=240.0)
     a = p.parse_args()
     anyio.run(main, a.rounds, a.seconds, a.clients, a.workers, a.warmup, a.cpu_warmup, a.cpu_window)
