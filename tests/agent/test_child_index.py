@@ -1,16 +1,19 @@
-"""ChildIndex: the children of a real process, as psutil finds them, without reading every process each tick."""
+"""ChildIndex and CommandLines: the children and command lines of real processes, as psutil finds them, without
+reading every process each tick."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
 
-from watchdog.discovery import ChildIndex
+from watchdog.discovery import ChildIndex, CommandLines
 
 CHILD = "import time; time.sleep(300)"
 
@@ -69,3 +72,47 @@ def test_only_new_pids_and_orphans_are_read_and_everything_again_when_the_map_ag
     now[0] += 31.0
     index.children(parent)
     assert index.reads > 2 * everything
+
+
+def test_command_lines_are_read_again_only_while_young_and_all_again_when_the_table_ages(
+    tmp_path: Path,
+) -> None:
+    # a real process that changes its command line once it has started (as exec or setproctitle do)
+    marker = f"wd-cmdline-{os.getpid()}"
+    go = tmp_path / "go"
+    code = f"import os, sys, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
+    code += f"os.execv(sys.executable, [sys.executable, '-c', {CHILD!r}, {marker!r}])\n"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        now, wall = [0.0], [psutil.Process(proc.pid).create_time()]
+        mine = frozenset({1, os.getpid(), proc.pid})
+        table = CommandLines(
+            young=10.0, max_age=30.0, clock=lambda: now[0], wall=lambda: wall[0], list_pids=lambda: mine
+        )
+
+        def line() -> list[str]:
+            return next(p.info["cmdline"] for p in table() if p.pid == proc.pid)
+
+        assert marker not in line()
+        assert table.reads == len(mine)
+        go.touch()
+        deadline = time.monotonic() + 30
+        while marker not in line():  # young: read again on every call, until the exec shows
+            assert proc.poll() is None
+            assert time.monotonic() < deadline
+        reads = table.reads
+        wall[0] += 11.0  # older than ``young``: kept, nothing read
+        now[0] += 1.0
+        assert marker in line()
+        assert table.reads == reads
+        now[0] += 30.0  # the table aged: everything read again
+        assert marker in line()
+        assert table.reads == reads + len(mine)
+        proc.kill()
+        proc.wait(10)
+        gone = frozenset({1, os.getpid()})
+        table.list_pids = lambda: gone
+        assert proc.pid not in {p.pid for p in table()}  # an exited process leaves the table
+    finally:
+        proc.kill()
+        proc.wait(10)
