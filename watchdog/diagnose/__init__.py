@@ -11,12 +11,10 @@ Layout (each module imports only those above it):
 - ``render``: the terminal report.
 """
 
-from __future__ import annotations
+import importlib as _importlib
+import typing as _typing
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from watchdog.diagnose.collect import DEFAULT_DURATION, DEFAULT_RATE, collect_evidence, diagnose
     from watchdog.diagnose.evidence import Poll, ProcessEvidence
     from watchdog.diagnose.render import render_text
@@ -46,11 +44,11 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
+    value = getattr(_importlib.import_module(where), name)
     globals()[name] = value  # the next lookup finds it directly
     return value
 

@@ -22,12 +22,10 @@ Importing this package is cheap: no aiohttp, psutil, py-spy or MCP SDK, and prom
 guard object is created.
 """
 
-from __future__ import annotations
+import importlib as _importlib
+import typing as _typing
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from watchdog.errors import GuardError, Saturated
     from watchdog.guard._anyio_internals import TESTED_ANYIO
     from watchdog.guard._asgi import ConnectionLimit
@@ -70,11 +68,11 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
+    value = getattr(_importlib.import_module(where), name)
     globals()[name] = value  # the next lookup finds it directly
     return value
 
