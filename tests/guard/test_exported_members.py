@@ -16,10 +16,11 @@ def isort_style(name: str) -> tuple[int, str]:
 
 
 def test_all_is_sorted_and_is_exactly_the_public_names() -> None:
+    # dir(), not vars(): the package imports each name on first use (PEP 562), and its __dir__ lists them
     public = {
         name
-        for name, value in vars(guard).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        for name in dir(guard)
+        if not name.startswith("_") and not isinstance(getattr(guard, name), types.ModuleType)
     }
     assert guard.__all__ == sorted(guard.__all__, key=isort_style)
     assert set(guard.__all__) == public

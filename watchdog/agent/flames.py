@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -29,8 +29,10 @@ import anyio.to_thread
 from watchdog.agent.events import Event
 from watchdog.agent.stacks import StackLook
 from watchdog.discovery import WorkerId
-from watchdog.flamegraph import Section, render_html
 from watchdog.signals.stacks import StackSamples
+
+if TYPE_CHECKING:
+    from watchdog.flamegraph import Section
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.html")
 URL_PREFIX = "/v1/flamegraphs/"
@@ -95,6 +97,8 @@ class FlameStore:
         """
         if self.keep == 0 or self.max_bytes == 0:
             return None
+        from watchdog.flamegraph import Section, render_html  # here: loaded once a rule or action fires
+
         now = self._wall()
         meta = dict(meta or {})
         sections = [Section(f"process {samples.pid}", samples)] if isinstance(samples, StackSamples) else samples
@@ -175,6 +179,8 @@ async def attach_flamegraph(store: FlameStore, event: Event, samples: StackSampl
     who = f"worker {event.worker}" if event.worker is not None else "the target"
     meta = {"event": event.id, "kind": event.kind, "target": event.target, "worker": event.worker,
             "rule": event.rule, "why": f"{event.kind} {event.rule or ''}".strip()}  # fmt: skip
+    from watchdog.flamegraph import Section
+
     try:
         rec = await store.asave(
             f"event-{event.id}-{event.rule or event.kind}",

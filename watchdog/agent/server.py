@@ -32,7 +32,6 @@ from watchdog.agent.flames import FlameStore
 from watchdog.agent.history import worker_history
 from watchdog.agent.listener import ConnectionGuard, Listener, listen
 from watchdog.agent.loop import Agent
-from watchdog.agent.page import render_page
 from watchdog.redact import outward
 
 AGENT = web.AppKey("agent", Agent)
@@ -87,6 +86,8 @@ async def _flame_records(request: web.Request) -> list[dict[str, object]]:
 
 
 async def _page(request: web.Request) -> web.Response:
+    from watchdog.agent.page import render_page  # here: the sidecar keeps no page code until someone looks
+
     agent = request.app[AGENT]
     status = outward(agent.status())  # redacted as /v1/status is
     text = render_page(status, history=worker_history(agent), flames=await _flame_records(request))

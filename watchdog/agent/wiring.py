@@ -21,7 +21,6 @@ from watchdog.config import Config, Target, load_config
 from watchdog.diagnose import DiagnoseReport, diagnose
 from watchdog.discovery import WorkerId, still_same
 from watchdog.errors import ConfigError, ConfigErrors
-from watchdog.flamegraph import report_sections
 from watchdog.probes import ProbeSpec, load_probe, run_probe
 from watchdog.redact import REDACTOR
 from watchdog.rules import LoadedRules, load_rules
@@ -113,6 +112,8 @@ def make_diagnoser(duration: float = 2.0, flames: FlameStore | None = None) -> D
 
 async def keep_flamegraph(flames: FlameStore, report: DiagnoseReport, worker: WorkerId) -> dict[str, Any]:
     """Keep the flame graph of a diagnose action; ``{"flamegraph": url}``, or the reason it could not be kept."""
+    from watchdog.flamegraph import report_sections  # here: loaded once a diagnosis is kept
+
     state = report.processes[0].state if report.processes else None
     meta = {"worker": worker.pid, "create_time": worker.create_time, "why": "diagnose action"}
     if state is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from typing import TYPE_CHECKING
 
@@ -140,6 +139,8 @@ def _summary(results: list[ProbeResult]) -> None:
     lat = sorted(r.latency_s for r in results if r.ok)
     line = f"{len(results)} probes: {passed} passed, {len(results) - passed} failed"
     if lat:
+        import statistics  # here: every command module is loaded by the CLI, `watchdog run` too (with decimal)
+
         p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
         line += f"; passing latency median {_ms(statistics.median(lat))}, p99 {_ms(p99)}"
     workers = sorted({r.worker_pid for r in results if r.worker_pid is not None})

@@ -23,7 +23,6 @@ environment; ``$$`` is a literal dollar. That is the only substitution there is:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 import types
@@ -357,6 +356,8 @@ def _convert_scalar(tp: Any, node: Node, key: str, ctx: Context) -> Any:
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:
+    import difflib  # only for a config error: not kept in the sidecar's memory
+
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

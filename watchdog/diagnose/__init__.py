@@ -11,12 +11,51 @@ Layout (each module imports only those above it):
 - ``render``: the terminal report.
 """
 
-from watchdog.diagnose.collect import DEFAULT_DURATION, DEFAULT_RATE, collect_evidence, diagnose
-from watchdog.diagnose.evidence import Poll, ProcessEvidence
-from watchdog.diagnose.render import render_text
-from watchdog.diagnose.report import SCHEMA_VERSION, DiagnoseReport, ProcessReport, schema
-from watchdog.diagnose.spin import Culprit, ScopeEvidence
-from watchdog.diagnose.verdicts import Thresholds, Verdict, evaluate
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from watchdog.diagnose.collect import DEFAULT_DURATION, DEFAULT_RATE, collect_evidence, diagnose
+    from watchdog.diagnose.evidence import Poll, ProcessEvidence
+    from watchdog.diagnose.render import render_text
+    from watchdog.diagnose.report import SCHEMA_VERSION, DiagnoseReport, ProcessReport, schema
+    from watchdog.diagnose.spin import Culprit, ScopeEvidence
+    from watchdog.diagnose.verdicts import Thresholds, Verdict, evaluate
+
+# Each name is imported from its module when first used (PEP 562): the sidecar's stack looks need the engine
+# (collect, verdicts, spin, report), not the terminal rendering.
+_WHERE = {
+    "DEFAULT_DURATION": "watchdog.diagnose.collect",
+    "DEFAULT_RATE": "watchdog.diagnose.collect",
+    "collect_evidence": "watchdog.diagnose.collect",
+    "diagnose": "watchdog.diagnose.collect",
+    "Poll": "watchdog.diagnose.evidence",
+    "ProcessEvidence": "watchdog.diagnose.evidence",
+    "render_text": "watchdog.diagnose.render",
+    "SCHEMA_VERSION": "watchdog.diagnose.report",
+    "DiagnoseReport": "watchdog.diagnose.report",
+    "ProcessReport": "watchdog.diagnose.report",
+    "schema": "watchdog.diagnose.report",
+    "Culprit": "watchdog.diagnose.spin",
+    "ScopeEvidence": "watchdog.diagnose.spin",
+    "Thresholds": "watchdog.diagnose.verdicts",
+    "Verdict": "watchdog.diagnose.verdicts",
+    "evaluate": "watchdog.diagnose.verdicts",
+}
+
+
+def __getattr__(name: str) -> object:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(where), name)
+    globals()[name] = value  # the next lookup finds it directly
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "DEFAULT_DURATION",

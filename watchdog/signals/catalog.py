@@ -13,7 +13,6 @@ A name that is neither is a config error, with the closest valid name suggested.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -225,6 +224,8 @@ def unescape_label(raw: str) -> str:
 
 
 def _close(word: str, options: list[str]) -> str:
+    import difflib  # only for an error: not kept in the sidecar's memory
+
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
