@@ -11,8 +11,9 @@ Layout (each module imports only those above it):
 - ``render``: the terminal report.
 """
 
-import importlib as _importlib
 import typing as _typing
+
+from watchdog._lazy import lazy_names as _lazy_names
 
 if _typing.TYPE_CHECKING:
     from watchdog.diagnose.collect import DEFAULT_DURATION, DEFAULT_RATE, collect_evidence, diagnose
@@ -44,18 +45,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> object:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(where), name)
-    globals()[name] = value  # the next lookup finds it directly
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
-
+__getattr__, __dir__ = _lazy_names(globals(), _WHERE)
 
 __all__ = [
     "DEFAULT_DURATION",

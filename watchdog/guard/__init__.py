@@ -22,8 +22,9 @@ Importing this package is cheap: no aiohttp, psutil, py-spy or MCP SDK, and prom
 guard object is created.
 """
 
-import importlib as _importlib
 import typing as _typing
+
+from watchdog._lazy import lazy_names as _lazy_names
 
 if _typing.TYPE_CHECKING:
     from watchdog.errors import GuardError, Saturated
@@ -68,18 +69,7 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> object:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(where), name)
-    globals()[name] = value  # the next lookup finds it directly
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_WHERE])
-
+__getattr__, __dir__ = _lazy_names(globals(), _WHERE)
 
 __all__ = [
     "METRICS",
