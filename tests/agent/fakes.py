@@ -103,6 +103,7 @@ class Looks:
     def __init__(self) -> None:
         self.by_pid: dict[int, StackLook] = {}
         self.taken: list[int] = []
+        self.kins: list[str | None] = []  # the kin each look was taken with (its target)
 
     async def look(
         self,
@@ -114,6 +115,7 @@ class Looks:
         kin: str | None = None,
     ) -> StackLook:
         self.taken.append(worker.pid)
+        self.kins.append(kin)
         return self.by_pid.get(worker.pid) or look("busy")
 
 

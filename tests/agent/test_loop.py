@@ -265,6 +265,22 @@ async def test_the_target_series_are_served_before_the_first_scan(tmp_path: Path
         assert 'watchdog_target_discovered{target="demo"} 1.0' in exposed
 
 
+async def test_looks_are_taken_with_their_target_as_kin_through_the_flame_keeper(tmp_path: Path) -> None:
+    # the kin is what lets one --locals series that decided churn stand for every worker of the target; the flame
+    # keeper's wrapper sits between the agent and the looker in production, and must pass it on
+    from watchdog.agent.flames import FlameKeeper, FlameStore, KeepingSampler
+
+    cfg, rules = config(tmp_path)
+    with rig(cfg, rules) as r:
+        r.agent.stack_sampler = KeepingSampler(r.looks, FlameKeeper(FlameStore(tmp_path / "flames")))
+        for _ in range(2):
+            r.table.spawn(cpu=1.0)
+        for _ in range(3):
+            await r.tick()
+        assert len(r.looks.taken) >= 2
+        assert set(r.looks.kins) == {"demo"}
+
+
 async def test_a_worker_that_heats_up_is_looked_at_at_once(tmp_path: Path) -> None:
     """Even when its previous look was moments ago: the jump is how a spin begins (default 5 s look gap)."""
     cfg, rules = config(tmp_path, intervals={"process": "1s", "metrics": "1s", "stacks": "5s", "probes": "2s"})

@@ -163,11 +163,11 @@ class StackLooker:
                                    nonblocking=self.nonblocking, count=self.locals_dumps, seconds=self.locals_seconds,
                                    give_up_after=self.locals_dumps)  # fmt: skip
         verdict = state_verdict(ev, earlier=self.earlier(worker), settled=settled)
-        borrowed = churn is not None and verdict.scopes is settled
-        if churn is not None and borrowed:
-            whose = "this worker's look" if churn.pid == worker.pid else f"the look at worker {churn.pid}"
+        borrowed = churn if churn is not None and verdict.scopes is churn.scopes else None
+        if borrowed is not None:
+            whose = "this worker's look" if borrowed.pid == worker.pid else f"the look at worker {borrowed.pid}"
             verdict = dataclasses.replace(verdict, evidence=(*verdict.evidence, (
-                f"scope identities from {whose} {self.clock() - churn.when:.0f} s ago (timeout churn); this "
+                f"scope identities from {whose} {self.clock() - borrowed.when:.0f} s ago (timeout churn); this "
                 f"window's cancel deliveries ({share:.0%} of samples) are no more frequent, so no new series was "
                 "taken")))  # fmt: skip
         elif verdict.scopes is not None and verdict.scopes.decision() == "churn":
@@ -176,7 +176,7 @@ class StackLooker:
             self._churn[key] = Churn(self.clock(), share, verdict.scopes, worker.pid)
         if len(self._scopes) > 256:
             self._scopes.clear()
-        if verdict.scopes is not None and not borrowed:  # another process's addresses never chain into a spin
+        if verdict.scopes is not None and borrowed is None:  # another process's addresses never chain into a spin
             self._scopes[worker] = (self.clock(), verdict.scopes)
         else:
             self._scopes.pop(worker, None)  # a look that saw no spin suspect breaks the chain
