@@ -37,14 +37,16 @@ async def test_spin_recycles_only_that_worker_and_the_replacement_passes_its_pro
         ev = note["evidence"]
         rec = ev["recycle"]
         steps = [s["step"] for s in rec["steps"]]
+        # what fired: the stack verdict, or the guard's sentinel (whichever saw it first on a busy machine: then
+        # no look has ended yet, and the evidence has no stack verdict)
+        verdict = ev.get("stack_verdict") or {}
         print(
             f"\nspin: worker {pid} -> {note['rule']} in {took:.1f} s; signals {ev['signals']}; steps {steps}; "
-            f"verdict: {ev['stack_verdict']['summary']}"
+            f"verdict: {verdict.get('summary')}"
         )
         assert note["rule"] == "cancel-delivery-spin"
-        # what fired: the stack verdict, or the guard's sentinel (whichever saw it first on a busy machine)
         sentinel = ev["signals"].get("metric:watchdog_guard_cancel_spin_scopes") or 0
-        assert ev["stack_verdict"]["kind"] == "spin" or sentinel >= 1
+        assert verdict.get("kind") == "spin" or sentinel >= 1
         # the fuller diagnosis ran beside the drain: it saw the spin, or the worker was killed before it finished
         diagnosis = ev["diagnosis"]
         assert diagnosis.get("verdicts", [{}])[0].get("kind") == "spin" or "error" in diagnosis
