@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.diagnose.helpers import target
 from tests.diagnose.recorded import DATA
+from watchdog.signals.affinity import pin_to_target
 from watchdog.signals.stacks import find_py_spy
 
 
@@ -34,10 +35,13 @@ def main(mode: str, python: str, name: str, dumps: int = 30) -> None:
                         "--duration", "2", "--threads", "--idle", "--full-filenames"], check=True)  # fmt: skip
         lines = []
         for _ in range(dumps):
-            out = subprocess.run([exe, "dump", "--pid", str(pid), "--locals", "--json", "--full-filenames"],
-                                 capture_output=True, text=True, check=False)  # fmt: skip
-            if out.returncode == 0:
-                lines.append(json.dumps(compact(json.loads(out.stdout))))
+            # on the target's CPU, as diagnose takes them (watchdog.signals.affinity)
+            proc = subprocess.Popen([exe, "dump", "--pid", str(pid), "--locals", "--json", "--full-filenames"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+            pin_to_target(proc.pid, pid)
+            out, _ = proc.communicate(timeout=10)
+            if proc.returncode == 0:
+                lines.append(json.dumps(compact(json.loads(out))))
         (DATA / f"{name}.locals.jsonl").write_text("\n".join(lines) + "\n")
 
 

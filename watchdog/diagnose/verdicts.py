@@ -184,11 +184,16 @@ def spin_suspect(main: ThreadView, thread_cpu: float, flight_zero: bool | None, 
 
 
 def _culprit(main: ThreadView, ev: ProcessEvidence, scopes: ScopeEvidence | None) -> Culprit | None:
-    """The culprit in the recording's samples, else in the locals dumps' stacks (one sample each)."""
+    """The culprit in the recording's samples; where they name none or only with low confidence, the one in the
+    locals dumps' stacks (one sample each) when those saw more of it. On a quiet VM a 3.12/3.13 recording lands
+    mostly at the loop's system calls, which dilutes the culprit's share there (5-9 % of the samples, against
+    15-40 % of the dumps, taken from the target's CPU: ``watchdog.signals.affinity``)."""
     found = find_culprit(main.stacks, main.samples, ev.locals, main.tid, scopes)
-    if found is None and ev.locals is not None and ev.locals.dumps:
+    if (found is None or found.confidence == "low") and ev.locals is not None and ev.locals.dumps:
         stacks = dump_stacks(ev.locals, main.tid)
-        found = find_culprit(stacks, len(stacks), ev.locals, main.tid, scopes)
+        dumped = find_culprit(stacks, len(stacks), ev.locals, main.tid, scopes)
+        if dumped is not None and (found is None or dumped.share > found.share):
+            found = dumped
     return found
 
 
