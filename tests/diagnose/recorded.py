@@ -11,7 +11,7 @@ from watchdog.diagnose.evidence import Poll, ProcessEvidence
 from watchdog.signals.cgroup import CgroupMemory
 from watchdog.signals.interpreter import Interpreter
 from watchdog.signals.process import ProcessInfo, Snapshot
-from watchdog.signals.stacks import LocalsSeries, StackSamples, parse_dump, parse_raw
+from watchdog.signals.stacks import Keep, LocalsSeries, StackSamples, parse_dump, parse_raw
 
 DATA = Path(__file__).with_name("data")
 MiB = 1 << 20
@@ -21,10 +21,11 @@ def recorded(name: str) -> StackSamples:
     return parse_raw((DATA / f"{name}.raw").read_text(), duration_s=2.0, rate_hz=100)
 
 
-def recorded_locals(name: str, first: int | None = None) -> LocalsSeries:
-    """The ``py-spy dump --locals`` series recorded with ``name``'s stacks (the same process), or its ``first``."""
+def recorded_locals(name: str, first: int | None = None, keep: Keep = Keep()) -> LocalsSeries:  # noqa: B008 - frozen
+    """The ``py-spy dump --locals`` series recorded with ``name``'s stacks (the same process), or its ``first``;
+    each dump parsed keeping what ``keep`` says (all of it by default)."""
     lines = [ln for ln in (DATA / f"{name}.locals.jsonl").read_text().splitlines() if ln.strip()][:first]
-    return LocalsSeries(tuple(parse_dump(ln, i * 0.05) for i, ln in enumerate(lines)), len(lines))
+    return LocalsSeries(tuple(parse_dump(ln, i * 0.05, keep) for i, ln in enumerate(lines)), len(lines))
 
 
 def evidence(

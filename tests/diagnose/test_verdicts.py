@@ -10,10 +10,10 @@ import pytest
 from tests.diagnose.recorded import MiB, evidence, recorded, recorded_locals
 from watchdog.diagnose import evaluate
 from watchdog.diagnose.knowledge import version_tuple, version_warnings
-from watchdog.diagnose.spin import ScopeEvidence, find_culprit
+from watchdog.diagnose.spin import LOCALS_READ, ScopeEvidence, find_culprit
 from watchdog.diagnose.verdicts import fd_verdict, memory_verdict, state_verdict
 from watchdog.signals.cgroup import CgroupMemory
-from watchdog.signals.stacks import StackSamples, ThreadStacks
+from watchdog.signals.stacks import Keep, StackSamples, ThreadStacks
 
 
 def without_spin_frames(st: StackSamples) -> StackSamples:
@@ -287,3 +287,17 @@ def test_where_the_recording_landed_at_the_selector_the_dumps_name_the_culprit()
     assert (c.function, c.application) == ("swallow", True)
     assert c.of == len(recorded_locals("spin-py313-quiet").dumps)  # counted in the dumps
     assert c.share > from_recording.share
+
+
+@pytest.mark.parametrize(
+    "name", ["churn-py311", "churn-py313", "churn-reuse-py311", "spin-beside-py311", "spin-library-py311",
+             "spin-py311", "spin-py313", "spin-py313-quiet"],
+)  # fmt: skip
+def test_a_series_kept_to_the_loop_thread_and_the_locals_read_judges_as_the_whole_series(name: str) -> None:
+    """What a locals series keeps of each dump (``Keep``: the loop thread, ``LOCALS_READ``) loses nothing the
+    verdict reads: a local read but not declared there would change a verdict here."""
+    tid = recorded(name).threads[0].tid
+    whole = state_verdict(evidence(name, cpu=99.0, locals=recorded_locals(name)))
+    kept = state_verdict(evidence(name, cpu=99.0, locals=recorded_locals(name, keep=Keep(tid, LOCALS_READ))))
+    assert kept == whole
+    assert int(whole.data.get("locals_samples") or 0) > 0  # the locals were read at all

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -13,7 +14,15 @@ from tests.conftest import py_spy_path, python_with_anyio
 from tests.diagnose.helpers import target
 from tests.diagnose.recorded import recorded, recorded_locals
 from watchdog.errors import NotPython, ProcessGone, PtraceDenied, SamplerFailed, UnsupportedPython
-from watchdog.signals.stacks import check_supported, classify_failure, dump_locals, parse_raw, sample_stacks
+from watchdog.signals.stacks import (
+    Keep,
+    check_supported,
+    classify_failure,
+    dump_locals,
+    parse_dump,
+    parse_raw,
+    sample_stacks,
+)
 
 
 def test_parse_raw_keeps_threads_frames_innermost_first_and_counts() -> None:
@@ -111,6 +120,30 @@ def test_parse_dump_keeps_frames_innermost_first_with_their_locals() -> None:
     assert delivering
     assert (delivering[0].local("origin") or "").startswith("<CancelScope at 0x")
     assert delivering[0].local("no such local") is None
+
+
+def test_parse_dump_keeps_only_the_thread_and_the_locals_asked_for_and_shares_bare_frames() -> None:
+    def thread(tid: int, secret: str) -> dict[str, object]:
+        frames = [
+            {"name": "_deliver_cancellation", "filename": "/x/anyio/_asyncio.py", "line": 7,
+             "locals": [{"name": "origin", "repr": "<CancelScope at 0xabc>"}, {"name": "token", "repr": secret}]},
+            {"name": "run", "filename": "/x/app.py", "line": 3, "locals": [{"name": "token", "repr": secret}]},
+        ]  # fmt: skip
+        return {"os_thread_id": tid, "frames": frames}
+
+    text = json.dumps([thread(11, '"s3cret-a"'), thread(22, '"s3cret-b"')])
+    whole = parse_dump(text)
+    assert [tid for tid, _ in whole.threads] == [11, 22]
+    assert (whole.thread(22) or ())[0].local("token") == '"s3cret-b"'
+    kept = parse_dump(text, 0.5, Keep(11, frozenset({"origin"})))
+    assert [tid for tid, _ in kept.threads] == [11]
+    (delivering, bare) = kept.thread(11) or ()
+    assert delivering.locals == (("origin", "<CancelScope at 0xabc>"),)
+    assert bare.locals == ()  # nothing of the secret is kept
+    assert "s3cret" not in repr(kept)
+    again = parse_dump(text, 0.6, Keep(11, frozenset({"origin"})))
+    assert (again.thread(11) or ())[1] is bare  # a frame without locals is one shared object across dumps
+    assert (again.thread(11) or ())[0].frame is delivering.frame
 
 
 @pytest.mark.anyio

@@ -19,14 +19,22 @@ import anyio.to_thread
 from watchdog.diagnose import knowledge
 from watchdog.diagnose.evidence import Poll, ProcessEvidence
 from watchdog.diagnose.report import DiagnoseReport, ProcessReport
-from watchdog.diagnose.spin import enough_seen, scope_evidence
+from watchdog.diagnose.spin import LOCALS_READ, enough_seen, scope_evidence
 from watchdog.diagnose.verdicts import Thresholds, evaluate, main_view, state_verdict, thread_views
 from watchdog.errors import InspectError, MetricsUnavailable, ProcessGone
 from watchdog.signals import metrics as prom
 from watchdog.signals.cgroup import read_cgroup_memory
 from watchdog.signals.interpreter import Interpreter, read_interpreter
 from watchdog.signals.process import ProcessInfo, describe, snapshot, thread_names, thread_state, workers_of
-from watchdog.signals.stacks import LocalsSeries, StackSamples, check_supported, dump_locals, find_py_spy, sample_stacks
+from watchdog.signals.stacks import (
+    Keep,
+    LocalsSeries,
+    StackSamples,
+    check_supported,
+    dump_locals,
+    find_py_spy,
+    sample_stacks,
+)
 
 DEFAULT_DURATION = 2.5
 DEFAULT_RATE = 100
@@ -85,6 +93,7 @@ async def with_locals(
         try:
             more = await dump_locals(ev.info.pid, count=count, max_seconds=seconds, nonblocking=nonblocking,
                                      py_spy=py_spy, limiter=limiter, on_target_cpu=main.tid,
+                                     keep=Keep(main.tid, LOCALS_READ),
                                      enough=enough_seen(main.tid, give_up_after=give_up_after))  # fmt: skip
         except InspectError as exc:
             if series is None:

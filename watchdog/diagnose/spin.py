@@ -38,6 +38,8 @@ _AWAIT_CALL = re.compile(
 )
 # locals that name the task or tool a frame serves (MCP SDKs pass the tool's name down as ``name``)
 _NAME_LOCALS = ("tool_name", "name", "task_name")
+# every local this module reads: a locals series keeps these, of the loop thread, and nothing else
+LOCALS_READ = frozenset({"origin", "waiter", *_NAME_LOCALS})
 
 
 @dataclass(frozen=True)
