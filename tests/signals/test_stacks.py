@@ -122,6 +122,16 @@ def test_parse_dump_keeps_frames_innermost_first_with_their_locals() -> None:
     assert delivering[0].local("no such local") is None
 
 
+def test_parsed_frames_share_their_strings_and_objects_across_looks() -> None:
+    path = "/srv/app/" + "tools.py"  # built at run time, as text read from py-spy is
+    raw = f"thread (11): MainThread;f ({path}:3);g ({path}:4) 2\n"
+    first = parse_raw(raw).threads[0].stacks[0].frames
+    again = parse_raw(raw.encode().decode()).threads[0].stacks[0].frames  # fresh strings, equal text
+    assert [f.name for f in first] == ["g", "f"]
+    assert first[0] is again[0]  # one object per frame, however many looks hold it
+    assert first[0].path is first[1].path  # the lines of one file share its path
+
+
 def test_parse_dump_keeps_only_the_thread_and_the_locals_asked_for_and_shares_bare_frames() -> None:
     def thread(tid: int, secret: str) -> dict[str, object]:
         frames = [
