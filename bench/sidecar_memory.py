@@ -10,7 +10,11 @@ server, anyio, psutil, yaml, prometheus_client) and nothing else, so the table s
 them. ``--env KEY=VALUE`` sets a variable for the watchdog only (e.g. ``MALLOC_ARENA_MAX=2``); the script checks
 in ``/proc/PID/environ`` that the watchdog really has it.
 
+The watchdog's bytecode is compiled first, as ``pip install`` leaves the wheel (``bench.sidecar_overhead``'s
+``as_installed``); ``--source`` measures a checkout that compiles every module from source at each start.
+
     .venv/bin/python -m bench.sidecar_memory [--runs 3] [--seconds 60] [--clients 16] [--workers 4] [--env K=V ...]
+                                             [--source]
 
 MB here is 10^6 bytes, as in ``bench.sidecar_overhead`` (the goal: peak <= 50 MB).
 """
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 import anyio
 
 from bench._load import run_load
-from bench.sidecar_overhead import watchdog_config
+from bench.sidecar_overhead import as_installed, watchdog_config
 from examples.demo.harness import DemoServer
 from examples.demo.sidecar import Watchdog
 
@@ -161,6 +165,8 @@ if __name__ == "__main__":
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="for the watchdog only")
+    p.add_argument("--source", action="store_true", help="run the watchdog without compiled bytecode")
     a = p.parse_args()
+    print(f"watchdog: {as_installed(a.source)}")
     extra = dict(item.split("=", 1) for item in a.env)
     anyio.run(main, a.runs, a.seconds, a.clients, a.workers, extra)
