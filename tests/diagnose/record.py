@@ -38,8 +38,13 @@ def main(mode: str, python: str, name: str, dumps: int = 30) -> None:
             # on the target's CPU, as diagnose takes them (watchdog.signals.affinity)
             proc = subprocess.Popen([exe, "dump", "--pid", str(pid), "--locals", "--json", "--full-filenames"],
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
-            pin_to_target(proc.pid, pid)
-            out, _ = proc.communicate(timeout=10)
+            try:
+                pin_to_target(proc.pid, pid)
+                out, _ = proc.communicate(timeout=10)
+            finally:  # a py-spy that hangs is not left behind
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
             if proc.returncode == 0:
                 lines.append(json.dumps(compact(json.loads(out))))
         (DATA / f"{name}.locals.jsonl").write_text("\n".join(lines) + "\n")
