@@ -72,7 +72,7 @@ def test_a_series_that_decided_churn_is_not_repeated_for_a_window_like_it() -> N
     now = [1000.0]
     looker = StackLooker({}, churn_memory=600, clock=lambda: now[0])
     w = WorkerId(7, 1.0)
-    churn = Churn(now[0], 0.04, ScopeEvidence(26, 3, (("0xa", 1), ("0xb", 1), ("0xc", 1))), 7)
+    churn = Churn(now[0], 0.04, ScopeEvidence(26, 3, (("0xa", 1), ("0xb", 1), ("0xc", 1))), w)
     assert looker.settled("demo", 0.04) is None  # nothing decided yet: take a series
     looker._churn["demo"] = churn  # a series on worker 7 of target demo decided churn
     assert looker.settled("demo", 0.05) is churn  # as frequent: the decision stands, for every worker of demo
@@ -82,3 +82,20 @@ def test_a_series_that_decided_churn_is_not_repeated_for_a_window_like_it() -> N
     assert looker.settled(w, 0.0) is None  # a look without kin keeps its own, per worker
     now[0] += 601
     assert looker.settled("demo", 0.04) is None  # ten minutes on: the decision is renewed
+
+
+def test_a_series_that_decided_nothing_beside_advancing_work_stands_only_for_a_window_whose_work_advances() -> None:
+    now = [1000.0]
+    looker = StackLooker({}, churn_memory=600, clock=lambda: now[0])
+    nothing = Churn(now[0], 0.02, ScopeEvidence(38, 1, (("0xa", 1),)), WorkerId(7, 1.0), advancing=True)
+    looker._advancing["demo"] = nothing
+    assert looker.settled("demo", 0.02) is None  # this window's work does not advance: take a series
+    assert looker.settled("demo", 0.03, advancing=True) is nothing
+    assert looker.settled("demo", 0.05, advancing=True) is None  # deliveries more than twice as frequent
+    churn = Churn(now[0], 0.04, ScopeEvidence(26, 3, (("0xa", 1), ("0xb", 1), ("0xc", 1))), WorkerId(8, 1.0))
+    looker._churn["demo"] = churn
+    assert looker.settled("demo", 0.03, advancing=True) is churn  # a decision of churn comes first
+    assert looker.settled("demo", 0.03) is churn
+    del looker._churn["demo"]
+    now[0] += 601
+    assert looker.settled("demo", 0.02, advancing=True) is None  # ten minutes on: renewed

@@ -58,10 +58,11 @@ def test_without_locals_churn_is_still_not_a_spin_for_its_samples_show_scopes_ch
     assert any("could not be read (py-spy dump failed)" in e and "not a spin" in e for e in v.evidence), v.evidence
 
 
-@pytest.mark.parametrize("name", ["churn-py311", "churn-py313", "churn-reuse-py311"])
+@pytest.mark.parametrize("name", ["churn-py311", "churn-py313", "churn-reuse-py311", "serving-demo-py311"])
 def test_healthy_timeout_churn_is_never_a_spin(name: str) -> None:
     """Thousands of short move_on_after scopes a second whose timeouts fire, at 99 % CPU: never a spin, with
-    locals; churn-reuse is one task whose freed scopes' memory is reused (addresses recur)."""
+    locals; churn-reuse is one task whose freed scopes' memory is reused (addresses recur); serving-demo a demo
+    worker under load, whose few cancel deliveries (anyio's own, in the SDK's streams) sit beside its work."""
     st = recorded(name)
     assert st.threads[0].count_frame("_deliver_cancellation") >= 2  # the samples alone look like a spin suspect
     for first in (None, 5, 10, 20):
@@ -291,7 +292,7 @@ def test_where_the_recording_landed_at_the_selector_the_dumps_name_the_culprit()
 
 @pytest.mark.parametrize(
     "name", ["churn-py311", "churn-py313", "churn-reuse-py311", "spin-beside-py311", "spin-library-py311",
-             "spin-py311", "spin-py313", "spin-py313-quiet"],
+             "spin-py311", "spin-py313", "spin-py313-quiet", "serving-demo-py311"],
 )  # fmt: skip
 def test_a_series_kept_to_the_loop_thread_and_the_locals_read_judges_as_the_whole_series(name: str) -> None:
     """What a locals series keeps of each dump (``Keep``: the loop thread, ``LOCALS_READ``) loses nothing the

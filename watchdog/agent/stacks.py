@@ -26,7 +26,15 @@ from watchdog.diagnose import collect_evidence
 from watchdog.diagnose.collect import with_locals
 from watchdog.diagnose.report import verdict_dict
 from watchdog.diagnose.spin import ScopeEvidence
-from watchdog.diagnose.verdicts import ThreadView, Verdict, hot_frames, main_view, state_verdict, thread_views
+from watchdog.diagnose.verdicts import (
+    ThreadView,
+    Verdict,
+    advancing,
+    hot_frames,
+    main_view,
+    state_verdict,
+    thread_views,
+)
 from watchdog.discovery import WorkerId
 from watchdog.signals.catalog import BUILTIN_STACK_PATTERNS
 from watchdog.signals.interpreter import Interpreter
@@ -55,13 +63,16 @@ class StackLook:
 
 @dataclass(frozen=True)
 class Churn:
-    """A series of ``--locals`` dumps that decided timeout churn: ``when``, the delivery ``share`` of its window,
-    its ``scopes``, and the ``pid`` it was taken on."""
+    """A series of ``--locals`` dumps that settled a kind of window as no spin: ``when``, the delivery ``share`` of
+    its window, its ``scopes``, and the ``worker`` it was taken on. ``advancing``: the scopes decided nothing (too few
+    deliveries caught) but application work advanced in the window (``verdicts.advancing``), which stands only for
+    a window where it advances too; otherwise they decided timeout churn."""
 
     when: float
     share: float
     scopes: ScopeEvidence
-    pid: int
+    worker: WorkerId
+    advancing: bool = False
 
 
 def look_summary(v: Verdict) -> str:
@@ -96,6 +107,15 @@ class StackLooker:
     judged churn on that evidence, and says so; it can never be judged a spin that way. What it costs: a spin
     that starts within ``churn_memory`` and shows no more deliveries than the churn did waits for the next series
     (a spin re-delivers in a third of samples or more; the memory ends at a tenth).
+
+    A series that decided nothing (a delivery or two caught in 40 dumps) in a window whose application work
+    advanced (``verdicts.advancing``: the window is then not a spin, on its samples) is remembered the same way,
+    but stands only for a window whose work advances too: the demo's workers under load show a few of anyio's
+    own cancellations in one look of three or so, and each such look paid for a series that could not find a
+    spin (0.4-0.6 s of CPU), the sidecar's whole steady-state margin. A spin that keeps the application's share
+    of the loop at 30 % or more while re-delivering in under a tenth of samples, starting within the memory,
+    waits for the next series; but a series of 40 dumps at that rate catches its scope fewer than three times
+    as often as not, and then judges it the same way.
     """
 
     def __init__(
@@ -119,16 +139,21 @@ class StackLooker:
         self.churn_memory = churn_memory
         self.clock = clock
         self._churn: dict[Hashable, Churn] = {}  # by kin (or worker): the last series that decided churn
+        self._advancing: dict[Hashable, Churn] = {}  # ... that decided nothing, beside application work advancing
         self._interpreters: dict[WorkerId, Interpreter] = {}  # a worker's Python does not change while it lives
         self._scopes: dict[WorkerId, tuple[float, ScopeEvidence]] = {}  # the last look's scopes, per worker
 
-    def settled(self, key: Hashable, share: float) -> Churn | None:
-        """The last series that decided churn for ``key`` (a kin, or a worker), if recent and this window's
-        delivery ``share`` is no more than twice that series' window's (and under 10 %); else None: take one."""
-        kept = self._churn.get(key)
-        if kept is None or self.clock() - kept.when > self.churn_memory or share > 2 * kept.share or share >= 0.1:
-            return None
-        return kept
+    def settled(self, key: Hashable, share: float, *, advancing: bool = False) -> Churn | None:
+        """The last series that settled a window like this one for ``key`` (a kin, or a worker), if recent and
+        this window's delivery ``share`` is no more than twice that series' window's (and under 10 %): one that
+        decided churn for any such window, one that decided nothing beside advancing work only for a window whose
+        work advances too (``advancing``). None: take a series."""
+        for kept in (self._churn.get(key), self._advancing.get(key) if advancing else None):
+            if kept is None or self.clock() - kept.when > self.churn_memory:
+                continue
+            if share <= 2 * kept.share and share < 0.1:
+                return kept
+        return None
 
     def earlier(self, worker: WorkerId) -> ScopeEvidence | None:
         """The scope evidence of ``worker``'s previous look, if recent enough to build on."""
@@ -156,7 +181,8 @@ class StackLooker:
         main = main_view(thread_views(ev), worker.pid)  # the series below adds locals, never samples: it stands
         share = delivery_share(main)
         key: Hashable = kin if kin is not None else worker
-        churn = self.settled(key, share)
+        moving = main is not None and advancing(main)
+        churn = self.settled(key, share, advancing=moving)
         settled = churn.scopes if churn is not None else None
         if settled is None:
             ev = await with_locals(ev, py_spy=find_py_spy(None, pid=worker.pid), limiter=self.limiter,
@@ -165,15 +191,19 @@ class StackLooker:
         verdict = state_verdict(ev, earlier=self.earlier(worker), settled=settled)
         borrowed = churn if churn is not None and verdict.scopes is churn.scopes else None
         if borrowed is not None:
-            whose = "this worker's look" if borrowed.pid == worker.pid else f"the look at worker {borrowed.pid}"
+            whose = "this worker's look" if borrowed.worker == worker else f"the look at worker {borrowed.worker.pid}"
+            what = "too few deliveries to tell, application work advancing" if borrowed.advancing else "timeout churn"
             verdict = dataclasses.replace(verdict, evidence=(*verdict.evidence, (
-                f"scope identities from {whose} {self.clock() - borrowed.when:.0f} s ago (timeout churn); this "
+                f"scope identities from {whose} {self.clock() - borrowed.when:.0f} s ago ({what}); this "
                 f"window's cancel deliveries ({share:.0%} of samples) are no more frequent, so no new series was "
                 "taken")))  # fmt: skip
-        elif verdict.scopes is not None and verdict.scopes.decision() == "churn":
-            if len(self._churn) > 256:
-                self._churn.clear()
-            self._churn[key] = Churn(self.clock(), share, verdict.scopes, worker.pid)
+        elif ev.locals is not None and verdict.scopes is not None:
+            decision = verdict.scopes.decision()
+            if decision == "churn" or (decision == "unknown" and moving and verdict.kind in ("busy", "active")):
+                kept = self._advancing if decision == "unknown" else self._churn
+                if len(kept) > 256:
+                    kept.clear()
+                kept[key] = Churn(self.clock(), share, verdict.scopes, worker, advancing=decision == "unknown")
         if len(self._scopes) > 256:
             self._scopes.clear()
         if verdict.scopes is not None and borrowed is None:  # another process's addresses never chain into a spin

@@ -56,7 +56,8 @@ class Thresholds:
 class Verdict:
     """One finding: its ``kind``, how bad (``severity``), how sure (``confidence``), a one-line ``summary``, the
     ``evidence`` sentences it rests on, the ``advice``, and the numbers behind it in ``data``; for a spin, the
-    ``culprit`` named and the ``scopes`` seen re-delivered."""
+    ``culprit`` named; for any window that was a spin suspect, the ``scopes`` its locals dumps saw delivered (or
+    the earlier look's evidence that stood in for them)."""
 
     kind: str
     severity: Severity
@@ -183,6 +184,12 @@ def spin_suspect(main: ThreadView, thread_cpu: float, flight_zero: bool | None, 
     return main.share(main.machinery) >= t.machinery_share and thread_cpu >= t.very_hot_cpu and flight_zero is not False
 
 
+def advancing(main: ThreadView, t: Thresholds = Thresholds()) -> bool:
+    """Whether application work advanced on the loop thread over the window (its share of the samples): with too
+    few cancel deliveries seen to tell a spin from timeout churn, such a window is not judged a spin."""
+    return main.share(main.app) >= t.busy_app_share
+
+
 def _culprit(main: ThreadView, ev: ProcessEvidence, scopes: ScopeEvidence | None) -> Culprit | None:
     """The culprit in the recording's samples; where they name none or only with low confidence, the one in the
     locals dumps' stacks (one sample each) when those saw more of it. On a quiet VM a 3.12/3.13 recording lands
@@ -215,7 +222,8 @@ def state_verdict(
     ``earlier`` is the scope evidence of the previous look at the same process (the sidecar's): a spin keeps its
     scope, so evidence builds across looks. ``settled`` is an earlier look's evidence that decided timeout churn,
     for a window the caller took no locals of because it looked like that one (the sidecar's): it can only make
-    this window churn, never a spin.
+    this window churn, never a spin. Evidence that decided nothing stands in only for a window whose application
+    work advances (``advancing``), which its samples alone judge not a spin.
     """
     views = thread_views(ev)
     main = main_view(views, ev.info.pid)
@@ -248,6 +256,7 @@ def state_verdict(
     # spin: hot loop thread, and the anyio frame seen, or nothing but loop machinery; then confirmed (or not) by
     # the identity of the scope re-delivered (py-spy --locals), which healthy timeout churn cannot fake
     churn_line: str | None = None
+    scopes: ScopeEvidence | None = None  # a spin suspect's scopes ride on the verdict, whatever it comes to
     if spin_suspect(main, thread_cpu, flight_zero, t):
         hits = main.spin_hits
         ev_lines = [*base]
@@ -264,10 +273,12 @@ def state_verdict(
         lifecycle = lifecycle_share(main.stacks, main.samples)
         scopes = scope_evidence(ev.locals, main.tid, lifecycle)
         scopes = scopes.merged(earlier) if scopes is not None else None
-        if scopes is None and ev.locals is None and settled is not None and settled.decision() == "churn":
-            scopes = settled
-        decision = (scopes.decision(t.spin_same_min, t.spin_same_share, t.spin_high_same, t.churn_lifecycle)
-                    if scopes is not None else None)  # fmt: skip
+        rules = (t.spin_same_min, t.spin_same_share, t.spin_high_same, t.churn_lifecycle)
+        if scopes is None and ev.locals is None and settled is not None:
+            decided = settled.decision(*rules)
+            if decided == "churn" or (decided == "unknown" and advancing(main, t)):
+                scopes = settled
+        decision = scopes.decision(*rules) if scopes is not None else None
         if scopes is not None:
             scope_top = scopes.top or (None, 0)
             data.update({"scope": scope_top[0], "scope_samples": scope_top[1], "locals_samples": scopes.dumps,
@@ -301,7 +312,7 @@ def state_verdict(
             why = ev.locals_error or "no locals were read"
             ev_lines.append(f"py-spy --locals could not be read ({why}): the same scope was not confirmed")
             return Verdict("spin", "critical", "low", summary, tuple(ev_lines), advice, data, culprit, scopes)
-        elif main.share(main.app) >= t.busy_app_share or (scopes is not None and scopes.lifecycle >= t.churn_lifecycle):
+        elif advancing(main, t) or (scopes is not None and scopes.lifecycle >= t.churn_lifecycle):
             assert scopes is not None  # too few deliveries seen, and work advancing or scopes churning: not a spin
             churn_line = (f"{scopes.sentence()}; scopes entered or cancelled in {scopes.lifecycle:.0%} of samples, "
                           f"application code in {_pct(main.app, main.samples)}: not a spin")  # fmt: skip
@@ -348,6 +359,8 @@ def state_verdict(
         if hv is not main:
             lines.append(f"hottest thread {hv.name or ''} {hv.tid}: CPU {hv.cpu:.0f} %")
         lines.append(f"{_pct(hv.app, hv.samples)} in application code; hottest: {frames}")
+        if churn_line:  # a spin suspect on its samples: say why it is not one
+            lines.append(churn_line)
         if main.runs_loop:
             lines.append(
                 f"the event loop ran its own machinery in {_pct(main.machinery, main.samples)} "
@@ -359,7 +372,7 @@ def state_verdict(
         summary = f"CPU-bound in {top[0][0]}" if top else "CPU-bound"
         # Honest work is not a fault by itself (the demo's crunch); the frames say whether it is expected.
         return Verdict("busy", "info", "high" if hv.demand >= t.very_hot_cpu else "medium", summary, tuple(lines),
-                       k.ADVICE_BUSY, data)  # fmt: skip
+                       k.ADVICE_BUSY, data, scopes=scopes)  # fmt: skip
 
     # blocked: the loop thread stuck in one call that is not the selector, not burning CPU
     if main.runs_loop and main.share(main.waiting) <= 0.1 and hot:
@@ -398,7 +411,7 @@ def state_verdict(
     summary = (
         "serving: cancel-heavy work, timeouts firing (not a spin)" if churn_line else "serving: nothing wrong seen"
     )
-    return Verdict("active", "info", "medium", summary, tuple(lines), (), data)
+    return Verdict("active", "info", "medium", summary, tuple(lines), (), data, scopes=scopes)
 
 
 def _slope(points: list[tuple[float, float]]) -> tuple[float, float]:
