@@ -129,3 +129,12 @@ def test_a_spin_suspects_scopes_ride_on_the_verdict_whatever_it_comes_to() -> No
     assert (v.scopes.dumps, v.scopes.hits, v.scopes.decision()) == (40, 2, "churn")
     healthy = state_verdict(evidence("busy-py311", cpu=99.0))
     assert dataclasses.replace(healthy, scopes=None) == healthy  # not a suspect: no series, no scopes
+
+
+async def test_a_look_judged_healthy_carries_no_scopes_on_to_the_next(rec: Recorded) -> None:
+    # scopes chain across looks only from a suspect: a healthy look's addresses, reused later, must not add up
+    now = [1000.0]
+    looker = StackLooker({}, clock=lambda: now[0])
+    look = await rec.look(looker, SERVING, worker=1, dumps=38)
+    assert look.verdict["kind"] == "busy"
+    assert looker.earlier(WorkerId(rec.window().info.pid, 1.0)) is None

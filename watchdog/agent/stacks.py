@@ -206,10 +206,12 @@ class StackLooker:
                 kept[key] = Churn(self.clock(), share, verdict.scopes, worker, advancing=decision == "unknown")
         if len(self._scopes) > 256:
             self._scopes.clear()
-        if verdict.scopes is not None and borrowed is None:  # another process's addresses never chain into a spin
+        # only a look left a spin suspect (or a spin) carries its scopes on to the next; one judged healthy, or on
+        # another process's addresses, breaks the chain
+        if verdict.kind in ("spin", "spin_suspect") and verdict.scopes is not None and borrowed is None:
             self._scopes[worker] = (self.clock(), verdict.scopes)
         else:
-            self._scopes.pop(worker, None)  # a look that saw no spin suspect breaks the chain
+            self._scopes.pop(worker, None)
         culprit = verdict.culprit.to_dict() if verdict.culprit is not None else None
         cost = ev.locals.cpu_s if ev.locals is not None else 0.0
         summary = look_summary(verdict)
