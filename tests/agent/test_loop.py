@@ -1,9 +1,11 @@
 """The agent's loop with fakes (clock, process table, recorded stack looks): timing, dedupe, budget, dry run,
-pause, state across a restart, status. No process, no py-spy, no sleep: the whole file runs in about a second."""
+pause, state across a restart, status. No process, no py-spy; one test runs the real ``run`` (rounds 50 ms
+apart, for about a second), the rest drive the rounds themselves: the whole file runs in about two seconds."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -307,3 +309,44 @@ async def test_a_starved_hot_worker_is_not_looked_at_every_second(tmp_path: Path
             await r.tick()
         print(f"\nstarved busy worker: {len(r.looks.taken)} looks in 30 s")
         assert len(r.looks.taken) <= 6  # the first, then backing off while looks find healthy work
+
+
+async def test_the_running_agent_considers_stack_looks_after_each_round_and_has_no_timer_for_them(
+    tmp_path: Path,
+) -> None:
+    """The real ``run``: what makes a look due is read by the rounds, so the looks are considered after each one
+    (a worker heating up is looked at on the round that sees it); a timer of their own woke the sidecar twice a
+    second for nothing. Rounds every 50 ms of real time; waits for conditions, never for the clock."""
+    cfg, rules = config(tmp_path, intervals={"process": "0.05s", "metrics": "60s", "stacks": "5s", "probes": "60s"})
+    with rig(cfg, rules) as r:
+        p = r.table.spawn(cpu=0.01)
+        rounds, checks, progressed = [0], [0], [anyio.Event()]
+        process_round, stacks_round = r.agent.process_round, r.agent.stacks_round
+
+        async def counted_process() -> None:
+            await process_round()
+            rounds[0] += 1
+            progressed[0].set()
+
+        async def until(condition: Callable[[], bool]) -> None:
+            while not condition():
+                await progressed[0].wait()
+                progressed[0] = anyio.Event()
+
+        async def counted_stacks() -> None:
+            checks[0] += 1
+            await stacks_round()
+
+        r.agent.process_round, r.agent.stacks_round = counted_process, counted_stacks  # type: ignore[method-assign]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(r.agent.run)
+            with anyio.fail_after(10):
+                await until(lambda: bool(r.looks.taken))  # the first look, after the first rounds
+                r.clock.t += 2.0  # past ONSET_GAP since that look
+                p.cpu = 1.0
+                await until(lambda: len(r.looks.taken) >= 2)  # the round that sees the jump makes the look due
+                await until(lambda: rounds[0] >= 20)
+            tg.cancel_scope.cancel()
+        assert r.looks.taken[:2] == [p.id.pid, p.id.pid]
+        # one check per round that read something (the metrics round runs once at the start), none on a timer
+        assert 0 < checks[0] <= rounds[0] + 2, (checks[0], rounds[0])

@@ -110,7 +110,8 @@ class ConnectionGuard:
         for conn in [c for c in self._conns.values() if c.waiting and c.idle_since < deadline]:
             self._drop(conn, "header_timeout")
 
-    async def sweeper(self, period: float = 0.5) -> None:
+    async def sweeper(self) -> None:
+        period = min(1.0, max(0.1, self.request_timeout / 5))  # late by a fifth at most, and a wake-up a second
         while True:
             await asyncio.sleep(period)
             self.sweep()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,6 +27,7 @@ from watchdog.actions.state import PauseSwitch, StateFile
 from watchdog.agent import sources
 from watchdog.agent.alerting import Alerting, act_on_alert
 from watchdog.agent.events import EventLog
+from watchdog.agent.heartbeat import Heartbeat
 from watchdog.agent.judge import Judge
 from watchdog.agent.metrics import AgentMetrics
 from watchdog.agent.replacement import await_replacement
@@ -84,8 +84,8 @@ class Agent:
         self.judge = Judge(self.world, self.actuator, events=self.events, metrics=self.metrics)
         self.judge.listeners.append(self.alerting.transition)  # rule firing/resolved -> Alertmanager
         self._http: aiohttp.ClientSession | None = None
-        self.last_beat, self._stack_limit = clock(), anyio.CapacityLimiter(2)
-        self.lags: deque[tuple[float, float]] = deque(maxlen=64)  # (when, lag) of recent late beats
+        self._stack_limit, self._news = anyio.CapacityLimiter(2), anyio.Event()
+        self.heart = Heartbeat(clock, on_beat=lambda: self.metrics.paused.set(1 if self.actuator.pause.paused() else 0))
 
     # ---- running -------------------------------------------------------------------------------------------
     async def run(self, *, ready: Callable[[], None] | None = None) -> None:
@@ -101,10 +101,10 @@ class Agent:
             tg.start_soon(self._every, self.cfg.intervals.process, self.process_round)
             tg.start_soon(self._every, self.cfg.intervals.metrics, self.metrics_round)
             if self.stack_sampler is not None and self.cfg.stacks.enabled:
-                tg.start_soon(self._every, min(0.5, self.cfg.intervals.stacks), self.stacks_round)
+                tg.start_soon(self._after_rounds, self.stacks_round)
             if self.prober is not None:
                 tg.start_soon(self._every, self.cfg.intervals.probes, self.probes_round)
-            tg.start_soon(self._heartbeat)
+            tg.start_soon(self.heart.run)
             if ready is not None:
                 ready()
 
@@ -112,31 +112,27 @@ class Agent:
         """Where action requests run (``run`` calls this; tests drive the rounds themselves)."""
         self.judge.tg, self._http, self.actuator.http = tg, http, http
 
+    async def _round(self, fn: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await fn()
+        except Exception:  # a bug in one round must not take the watchdog down; it is logged loudly
+            log.exception("round %s failed", getattr(fn, "__name__", fn))
+            self.metrics.sampling_errors.labels("agent", "internal").inc()
+
     async def _every(self, interval: float, fn: Callable[[], Awaitable[None]]) -> None:
         while True:
             start = self.clock()
-            try:
-                await fn()
-            except Exception:  # a bug in one round must not take the watchdog down; it is logged loudly
-                log.exception("round %s failed", getattr(fn, "__name__", fn))
-                self.metrics.sampling_errors.labels("agent", "internal").inc()
+            await self._round(fn)
+            self._news.set()
             await anyio.sleep(max(0.0, interval - (self.clock() - start)))
 
-    async def _heartbeat(self) -> None:
-        period = 0.25
+    async def _after_rounds(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Runs ``fn`` after each round that read something (what makes a stack look due is read there), with no
+        timer of its own: each timer is a wake-up of the sidecar, and under load each cost it a cold cache."""
         while True:
-            before = self.clock()
-            await anyio.sleep(period)
-            lag = max(0.0, self.clock() - before - period)
-            self.last_beat = self.clock()
-            if lag > 0.05:
-                self.lags.append((self.last_beat, lag))
-            self.metrics.paused.set(1 if self.actuator.pause.paused() else 0)
-
-    def recent_lag(self, window: float = 10.0) -> float:
-        """The worst lag of the own event loop within the last ``window`` seconds."""
-        since = self.clock() - window
-        return max((lag for t, lag in self.lags if t >= since), default=0.0)
+            await self._news.wait()
+            self._news = anyio.Event()
+            await self._round(fn)
 
     # ---- process: discovery + psutil ----------------------------------------------------------------------
     async def process_round(self) -> None:

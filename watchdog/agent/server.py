@@ -54,7 +54,7 @@ INBOX = web.AppKey("inbox", AlertInbox)
 async def _metrics(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
     # the worst lag over a fixed trailing minute: every scraper sees the same value, whoever scraped first
-    agent.metrics.loop_lag.set(agent.recent_lag(LAG_WINDOW))
+    agent.metrics.loop_lag.set(agent.heart.recent_lag(LAG_WINDOW))
     guard = request.app.get(GUARD)
     if guard is not None:
         agent.metrics.http_connections.set(guard.open)
@@ -64,8 +64,8 @@ async def _metrics(request: web.Request) -> web.Response:
 
 async def _healthz(request: web.Request) -> web.Response:
     agent = request.app[AGENT]
-    since = agent.clock() - agent.last_beat
-    lag = agent.recent_lag()
+    since = agent.clock() - agent.heart.last
+    lag = agent.heart.recent_lag()
     body = {"heartbeat_age_seconds": round(since, 3), "max_lag_seconds_10s": round(lag, 3)}
     if since > STALL_AFTER or lag > STALL_AFTER:
         return web.json_response({"status": "stalled", **body}, status=503)

@@ -152,5 +152,5 @@ async def keep_systemd_fed(agent: Agent, notifier: Notifier) -> None:
     while True:
         await anyio.sleep(period)
         now = agent.clock()
-        if now - agent.last_beat <= STALL_AFTER:
+        if now - agent.heart.last <= STALL_AFTER:
             notifier.beat(now, summary(agent))
