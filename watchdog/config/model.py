@@ -158,7 +158,8 @@ class Server:
     request_timeout: Duration = setting(
         Duration(5.0),
         doc="Time a client has to send a request's headers (and to stay idle between requests), and a "
-        "handler has to read the body and answer; then the connection is closed.",
+        "handler has to read the body and answer; then the connection is closed (waiting connections are checked "
+        "every fifth of it, at most every second).",
         check=positive_because("no request could ever arrive"),
     )
     max_body: Size = setting(Size(2**20), doc="The largest request body accepted.", check=positive)
