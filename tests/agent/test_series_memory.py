@@ -12,7 +12,7 @@ import pytest
 
 from tests.diagnose.recorded import evidence, recorded_locals
 from watchdog.agent import stacks
-from watchdog.agent.stacks import StackLook, StackLooker
+from watchdog.agent.stacks import Churn, StackLook, StackLooker
 from watchdog.diagnose import collect
 from watchdog.diagnose.evidence import ProcessEvidence
 from watchdog.diagnose.spin import ScopeEvidence
@@ -107,6 +107,24 @@ async def test_a_remembered_series_never_stands_for_a_spin(rec: Recorded, spin: 
     assert rec.series == 2, f"{spin} was judged on the remembered series"
     assert look.verdict["kind"] == "spin", look.summary
     assert not any("no new series was taken" in e for e in look.verdict["evidence"])
+
+
+@pytest.mark.parametrize("spin", SPINS)
+async def test_a_remembered_series_whose_share_covers_a_spin_still_never_stands_for_it(
+    rec: Recorded, spin: str
+) -> None:
+    """The sidecar's looks are 50 samples: two deliveries are 4 %, and a series kept at that share stands for
+    windows up to 8 %. A 3.13 spin on a quiet VM shows its deliveries in 5 % of samples; what a spin's samples
+    never show is a scope entered or left, or application work advancing (under 30 % in every spin recorded)."""
+    now = [1000.0]
+    looker = StackLooker({}, clock=lambda: now[0])
+    churn = ScopeEvidence(40, 3, (("0xa", 1), ("0xb", 1), ("0xc", 1)))
+    nothing = ScopeEvidence(38, 1, (("0xa", 1),))
+    looker._churn["demo"] = Churn(now[0], 0.09, churn, WorkerId(1, 1.0))
+    looker._advancing["demo"] = Churn(now[0], 0.09, nothing, WorkerId(1, 1.0), advancing=True)
+    look = await rec.look(looker, spin, worker=2)
+    assert rec.series == 1, f"{spin} was judged on the remembered series"
+    assert look.verdict["kind"] == "spin", look.summary
 
 
 def test_evidence_that_decided_nothing_stands_only_for_a_window_whose_work_advances() -> None:

@@ -32,6 +32,7 @@ from watchdog.diagnose.verdicts import (
     advancing,
     hot_frames,
     main_view,
+    stands_for,
     state_verdict,
     thread_views,
 )
@@ -104,9 +105,11 @@ class StackLooker:
     scopes show in a sample or two made every look take a series (0.2-0.4 s of CPU), the larger part of the
     sidecar's cost under load. The decision is shared by a look's ``kin`` (the agent passes the target: its
     workers run the same code under the same load balancer), so one series serves them all. Such a window is
-    judged churn on that evidence, and says so; it can never be judged a spin that way. What it costs: a spin
-    that starts within ``churn_memory`` and shows no more deliveries than the churn did waits for the next series
-    (a spin re-delivers in a third of samples or more; the memory ends at a tenth).
+    judged churn on that evidence, and says so; it can never be judged a spin that way. Nor can the decision stand
+    for a window whose samples show no scope entered, cancelled or left and no application work advancing
+    (``verdicts.stands_for``): a spin's samples, even where they catch few deliveries (5 % for a 3.13 spin on a
+    quiet VM, as few as churn shows). What it costs: a spin beside serving work that starts within
+    ``churn_memory`` and shows no more deliveries than the churn did waits for the next series.
 
     A series that decided nothing (a delivery or two caught in 40 dumps) in a window whose application work
     advanced (``verdicts.advancing``: the window is then not a spin, on its samples) is remembered the same way,
@@ -143,15 +146,17 @@ class StackLooker:
         self._interpreters: dict[WorkerId, Interpreter] = {}  # a worker's Python does not change while it lives
         self._scopes: dict[WorkerId, tuple[float, ScopeEvidence]] = {}  # the last look's scopes, per worker
 
-    def settled(self, key: Hashable, share: float, *, advancing: bool = False) -> Churn | None:
-        """The last series that settled a window like this one for ``key`` (a kin, or a worker), if recent and
-        this window's delivery ``share`` is no more than twice that series' window's (and under 10 %): one that
-        decided churn for any such window, one that decided nothing beside advancing work only for a window whose
-        work advances too (``advancing``). None: take a series."""
-        for kept in (self._churn.get(key), self._advancing.get(key) if advancing else None):
+    def settled(self, key: Hashable, window: ThreadView | None) -> Churn | None:
+        """The last series that settled a window like this one for ``key`` (a kin, or a worker), if recent, if
+        this ``window``'s delivery share is no more than twice that series' window's (and under 10 %), and if its
+        samples let that evidence stand for it (``verdicts.stands_for``). None: take a series."""
+        if window is None:
+            return None
+        share = delivery_share(window)
+        for kept in (self._churn.get(key), self._advancing.get(key)):
             if kept is None or self.clock() - kept.when > self.churn_memory:
                 continue
-            if share <= 2 * kept.share and share < 0.1:
+            if share <= 2 * kept.share and share < 0.1 and stands_for(kept.scopes, window):
                 return kept
         return None
 
@@ -181,8 +186,7 @@ class StackLooker:
         main = main_view(thread_views(ev), worker.pid)  # the series below adds locals, never samples: it stands
         share = delivery_share(main)
         key: Hashable = kin if kin is not None else worker
-        moving = main is not None and advancing(main)
-        churn = self.settled(key, share, advancing=moving)
+        churn = self.settled(key, main)
         settled = churn.scopes if churn is not None else None
         if settled is None:
             ev = await with_locals(ev, py_spy=find_py_spy(None, pid=worker.pid), limiter=self.limiter,
@@ -199,6 +203,7 @@ class StackLooker:
                 "taken")))  # fmt: skip
         elif ev.locals is not None and verdict.scopes is not None:
             decision = verdict.scopes.decision()
+            moving = main is not None and advancing(main)
             if decision == "churn" or (decision == "unknown" and moving and verdict.kind in ("busy", "active")):
                 kept = self._advancing if decision == "unknown" else self._churn
                 if len(kept) > 256:

@@ -190,6 +190,18 @@ def advancing(main: ThreadView, t: Thresholds = Thresholds()) -> bool:
     return main.share(main.app) >= t.busy_app_share
 
 
+def stands_for(settled: ScopeEvidence, main: ThreadView, t: Thresholds = Thresholds()) -> bool:
+    """Whether an earlier series' evidence may judge this window, which took no series of its own. One that decided
+    churn, where this window's samples show a scope entered, cancelled or left (a spin makes none: 0 % of samples
+    in every spin recorded, and a 3.13 spin on a quiet VM shows its deliveries in only 5 %, as few as churn does) or
+    its application work advancing; one that decided nothing, only where the work advances (``advancing``: its
+    samples alone then judge it not a spin). Never anything else."""
+    decided = settled.decision(t.spin_same_min, t.spin_same_share, t.spin_high_same, t.churn_lifecycle)
+    if decided == "churn":
+        return advancing(main, t) or lifecycle_share(main.stacks, main.samples) > 0
+    return decided == "unknown" and advancing(main, t)
+
+
 def _culprit(main: ThreadView, ev: ProcessEvidence, scopes: ScopeEvidence | None) -> Culprit | None:
     """The culprit in the recording's samples; where they name none or only with low confidence, the one in the
     locals dumps' stacks (one sample each) when those saw more of it. On a quiet VM a 3.12/3.13 recording lands
@@ -222,8 +234,7 @@ def state_verdict(
     ``earlier`` is the scope evidence of the previous look at the same process (the sidecar's): a spin keeps its
     scope, so evidence builds across looks. ``settled`` is an earlier look's evidence that decided timeout churn,
     for a window the caller took no locals of because it looked like that one (the sidecar's): it can only make
-    this window churn, never a spin. Evidence that decided nothing stands in only for a window whose application
-    work advances (``advancing``), which its samples alone judge not a spin.
+    this window churn, never a spin; it stands in only where ``stands_for`` says it may.
     """
     views = thread_views(ev)
     main = main_view(views, ev.info.pid)
@@ -273,12 +284,10 @@ def state_verdict(
         lifecycle = lifecycle_share(main.stacks, main.samples)
         scopes = scope_evidence(ev.locals, main.tid, lifecycle)
         scopes = scopes.merged(earlier) if scopes is not None else None
-        rules = (t.spin_same_min, t.spin_same_share, t.spin_high_same, t.churn_lifecycle)
-        if scopes is None and ev.locals is None and settled is not None:
-            decided = settled.decision(*rules)
-            if decided == "churn" or (decided == "unknown" and advancing(main, t)):
-                scopes = settled
-        decision = scopes.decision(*rules) if scopes is not None else None
+        if scopes is None and ev.locals is None and settled is not None and stands_for(settled, main, t):
+            scopes = settled
+        decision = (scopes.decision(t.spin_same_min, t.spin_same_share, t.spin_high_same, t.churn_lifecycle)
+                    if scopes is not None else None)  # fmt: skip
         if scopes is not None:
             scope_top = scopes.top or (None, 0)
             data.update({"scope": scope_top[0], "scope_samples": scope_top[1], "locals_samples": scopes.dumps,
