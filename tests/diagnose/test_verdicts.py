@@ -9,9 +9,10 @@ import pytest
 
 from tests.diagnose.recorded import MiB, evidence, recorded, recorded_locals
 from watchdog.diagnose import evaluate
+from watchdog.diagnose.findings import fd_verdict, memory_verdict
 from watchdog.diagnose.knowledge import version_tuple, version_warnings
 from watchdog.diagnose.spin import LOCALS_READ, ScopeEvidence, find_culprit
-from watchdog.diagnose.verdicts import fd_verdict, memory_verdict, state_verdict
+from watchdog.diagnose.verdicts import state_verdict
 from watchdog.signals.cgroup import CgroupMemory
 from watchdog.signals.stacks import Keep, StackSamples, ThreadStacks
 

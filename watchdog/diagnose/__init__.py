@@ -18,10 +18,11 @@ from watchdog._lazy import lazy_names as _lazy_names
 if _typing.TYPE_CHECKING:
     from watchdog.diagnose.collect import DEFAULT_DURATION, DEFAULT_RATE, collect_evidence, diagnose
     from watchdog.diagnose.evidence import Poll, ProcessEvidence
+    from watchdog.diagnose.findings import evaluate
     from watchdog.diagnose.render import render_text
     from watchdog.diagnose.report import SCHEMA_VERSION, DiagnoseReport, ProcessReport, schema
     from watchdog.diagnose.spin import Culprit, ScopeEvidence
-    from watchdog.diagnose.verdicts import Thresholds, Verdict, evaluate
+    from watchdog.diagnose.verdicts import Thresholds, Verdict
 
 # Each name is imported from its module when first used (PEP 562): the sidecar's stack looks need the engine
 # (collect, verdicts, spin, report), not the terminal rendering.
@@ -41,7 +42,7 @@ _WHERE = {
     "ScopeEvidence": "watchdog.diagnose.spin",
     "Thresholds": "watchdog.diagnose.verdicts",
     "Verdict": "watchdog.diagnose.verdicts",
-    "evaluate": "watchdog.diagnose.verdicts",
+    "evaluate": "watchdog.diagnose.findings",
 }
 
 

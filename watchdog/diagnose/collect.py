@@ -18,9 +18,10 @@ import anyio.to_thread
 
 from watchdog.diagnose import knowledge
 from watchdog.diagnose.evidence import Poll, ProcessEvidence
+from watchdog.diagnose.findings import evaluate
 from watchdog.diagnose.report import DiagnoseReport, ProcessReport
 from watchdog.diagnose.spin import LOCALS_READ, enough_seen, scope_evidence
-from watchdog.diagnose.verdicts import Thresholds, evaluate, main_view, state_verdict, thread_views
+from watchdog.diagnose.verdicts import Thresholds, main_view, state_verdict, thread_views
 from watchdog.errors import InspectError, MetricsUnavailable, ProcessGone
 from watchdog.signals import metrics as prom
 from watchdog.signals.cgroup import read_cgroup_memory
@@ -76,7 +77,7 @@ async def with_locals(
     nonblocking: bool = False,
     count: int = DEFAULT_LOCALS_DUMPS,
     seconds: float = DEFAULT_LOCALS_SECONDS,
-    thresholds: Thresholds = Thresholds(),  # noqa: B008 - frozen
+    thresholds: Thresholds = Thresholds(),
     rounds: int = 1,
     give_up_after: int = 12,
 ) -> ProcessEvidence:
@@ -130,7 +131,7 @@ async def _collect(
     first_connections: bool = True,
     locals_dumps: int = DEFAULT_LOCALS_DUMPS,
     locals_seconds: float = DEFAULT_LOCALS_SECONDS,
-    thresholds: Thresholds = Thresholds(),  # noqa: B008 - frozen
+    thresholds: Thresholds = Thresholds(),
     locals_rounds: int = 2,
     locals_give_up: int = DEFAULT_LOCALS_DUMPS,
 ) -> ProcessEvidence:
@@ -245,7 +246,7 @@ async def diagnose(
     metrics_url: str | None = None,
     max_concurrency: int = 8,
     poll_interval: float = 0.2,
-    thresholds: Thresholds = Thresholds(),  # noqa: B008 - frozen
+    thresholds: Thresholds = Thresholds(),
     progress: Progress | None = None,
 ) -> DiagnoseReport:
     """Diagnose ``pid``: a Python process, or a gunicorn/uvicorn master and all its workers at once.
