@@ -106,7 +106,7 @@ def test_a_series_that_decided_churn_is_not_repeated_for_a_window_like_it() -> N
 def test_a_series_that_decided_nothing_beside_advancing_work_stands_only_for_a_window_whose_work_advances() -> None:
     now = [1000.0]
     looker = StackLooker({}, churn_memory=600, clock=lambda: now[0])
-    nothing = Churn(now[0], 0.02, ScopeEvidence(38, 1, (("0xa", 1),)), WorkerId(7, 1.0), advancing=True)
+    nothing = Churn(now[0], 0.02, ScopeEvidence(38, 1, (("0xa", 1),)), WorkerId(7, 1.0))
     looker._advancing["demo"] = nothing
     assert looker.settled("demo", window("churn-py311", 0.02)) is None  # scopes churn, but no work advances
     assert looker.settled("demo", serving(0.03)) is nothing

@@ -121,7 +121,7 @@ async def test_a_remembered_series_whose_share_covers_a_spin_still_never_stands_
     churn = ScopeEvidence(40, 3, (("0xa", 1), ("0xb", 1), ("0xc", 1)))
     nothing = ScopeEvidence(38, 1, (("0xa", 1),))
     looker._churn["demo"] = Churn(now[0], 0.09, churn, WorkerId(1, 1.0))
-    looker._advancing["demo"] = Churn(now[0], 0.09, nothing, WorkerId(1, 1.0), advancing=True)
+    looker._advancing["demo"] = Churn(now[0], 0.09, nothing, WorkerId(1, 1.0))
     look = await rec.look(looker, spin, worker=2)
     assert rec.series == 1, f"{spin} was judged on the remembered series"
     assert look.verdict["kind"] == "spin", look.summary

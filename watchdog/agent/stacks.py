@@ -65,15 +65,13 @@ class StackLook:
 @dataclass(frozen=True)
 class Churn:
     """A series of ``--locals`` dumps that settled a kind of window as no spin: ``when``, the delivery ``share`` of
-    its window, its ``scopes``, and the ``worker`` it was taken on. ``advancing``: the scopes decided nothing (too few
-    deliveries caught) but application work advanced in the window (``verdicts.advancing``), which stands only for
-    a window where it advances too; otherwise they decided timeout churn."""
+    its window, its ``scopes`` (which decided timeout churn, or nothing beside advancing application work: see
+    ``verdicts.stands_for``), and the ``worker`` it was taken on."""
 
     when: float
     share: float
     scopes: ScopeEvidence
     worker: WorkerId
-    advancing: bool = False
 
 
 def look_summary(v: Verdict) -> str:
@@ -196,7 +194,8 @@ class StackLooker:
         borrowed = churn if churn is not None and verdict.scopes is churn.scopes else None
         if borrowed is not None:
             whose = "this worker's look" if borrowed.worker == worker else f"the look at worker {borrowed.worker.pid}"
-            what = "too few deliveries to tell, application work advancing" if borrowed.advancing else "timeout churn"
+            churned = borrowed.scopes.decision() == "churn"
+            what = "timeout churn" if churned else "too few deliveries to tell, application work advancing"
             verdict = dataclasses.replace(verdict, evidence=(*verdict.evidence, (
                 f"scope identities from {whose} {self.clock() - borrowed.when:.0f} s ago ({what}); this "
                 f"window's cancel deliveries ({share:.0%} of samples) are no more frequent, so no new series was "
@@ -208,7 +207,7 @@ class StackLooker:
                 kept = self._advancing if decision == "unknown" else self._churn
                 if len(kept) > 256:
                     kept.clear()
-                kept[key] = Churn(self.clock(), share, verdict.scopes, worker, advancing=decision == "unknown")
+                kept[key] = Churn(self.clock(), share, verdict.scopes, worker)
         if len(self._scopes) > 256:
             self._scopes.clear()
         # only a look left a spin suspect (or a spin) carries its scopes on to the next; one judged healthy, or on
