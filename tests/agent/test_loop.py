@@ -348,5 +348,6 @@ async def test_the_running_agent_considers_stack_looks_after_each_round_and_has_
                 await until(lambda: rounds[0] >= 20)
             tg.cancel_scope.cancel()
         assert r.looks.taken[:2] == [p.id.pid, p.id.pid]
-        # one check per round that read something (the metrics round runs once at the start), none on a timer
-        assert 0 < checks[0] <= rounds[0] + 2, (checks[0], rounds[0])
+        # one check after each round that read something (the first process and metrics rounds may share one), and
+        # none on a timer: a 0.5 s timer would have checked once in ten of these rounds
+        assert rounds[0] - 2 <= checks[0] <= rounds[0] + 2, (checks[0], rounds[0])
